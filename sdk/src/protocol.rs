@@ -1,0 +1,205 @@
+//! The messages of the Tributary protocol, as plain serde types.
+//!
+//! Everything here crosses the plugin boundary as JSON, so adding an optional field is a
+//! compatible change; removing or renaming one is not.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ConnectorError;
+
+/// Version of the JSON protocol carried inside the ABI. Bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a connector says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorInfo {
+    /// Short machine name, e.g. `internal-db`; what `plugin = "..."` refers to in the manifest.
+    pub name: String,
+    /// The connector's own version.
+    pub version: String,
+    /// One sentence for `tributary plugins`.
+    pub description: String,
+    /// SDK version the plugin was built with (filled in by the SDK).
+    #[serde(default)]
+    pub sdk_version: String,
+    /// Protocol version the plugin speaks (filled in by the SDK).
+    #[serde(default)]
+    pub protocol_version: u32,
+}
+
+impl ConnectorInfo {
+    /// Info for a connector; the SDK fills in its own versions.
+    pub fn new(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        ConnectorInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            sdk_version: crate::SDK_VERSION.to_string(),
+            protocol_version: PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// How a stream can be (or is asked to be) synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Read everything every time.
+    FullRefresh,
+    /// Continue from the saved state.
+    Incremental,
+}
+
+/// One stream in a connector's catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamDescriptor {
+    /// Stream name, unique within the connector (`[a-z0-9_]+`).
+    pub name: String,
+    /// JSON Schema of one record.
+    pub json_schema: Value,
+    /// Field names forming the primary key, outermost first (a path per key part).
+    pub primary_key: Vec<String>,
+    /// Field the connector uses as its incremental cursor, if any.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// Modes the stream supports.
+    pub sync_modes: Vec<SyncMode>,
+}
+
+/// What `discover` returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Every stream the connector can read.
+    pub streams: Vec<StreamDescriptor>,
+}
+
+/// A stream the host asks to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfiguredStream {
+    /// Stream name, from the catalog.
+    pub name: String,
+    /// How to read it this time.
+    pub sync_mode: SyncMode,
+}
+
+/// The streams selected for one `read`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfiguredCatalog {
+    /// Selected streams, in the order the manifest lists them.
+    pub streams: Vec<ConfiguredStream>,
+}
+
+/// Bounds the manifest or the command line put on a read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Only records whose cursor (or business date, as the connector documents) is at or
+    /// after this instant.
+    #[serde(default)]
+    pub start: Option<DateTime<Utc>>,
+    /// Only records strictly before this instant.
+    #[serde(default)]
+    pub end: Option<DateTime<Utc>>,
+    /// At most this many records per stream in this run.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Only records of these clients (ids in the source's own id space); empty = all.
+    #[serde(default)]
+    pub clients: Vec<String>,
+}
+
+/// Everything a `read` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// The source's `config` table from the manifest (secrets resolved).
+    pub config: Value,
+    /// Streams to read.
+    pub catalog: ConfiguredCatalog,
+    /// Last committed state per stream; absent for a first or full-refresh read.
+    #[serde(default)]
+    pub state: BTreeMap<String, Value>,
+    /// Date range, limit and client filter.
+    #[serde(default)]
+    pub window: Window,
+}
+
+impl ReadRequest {
+    /// The committed state of `stream`, deserialized; `None` when there is none.
+    pub fn state_of<T: serde::de::DeserializeOwned>(
+        &self,
+        stream: &str,
+    ) -> Result<Option<T>, ConnectorError> {
+        match self.state.get(stream) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                ConnectorError::config(format!(
+                    "saved state of stream {stream} is not understood ({e}); reset it with `tributary state reset`"
+                ))
+            }),
+        }
+    }
+}
+
+/// Lifecycle of one stream during a read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StreamStatus {
+    /// The connector began reading the stream.
+    Started,
+    /// Every record of the stream (within the window) was emitted.
+    Complete,
+    /// The stream stopped early; what was checkpointed before stays committed.
+    Incomplete {
+        /// Why.
+        error: ConnectorError,
+    },
+}
+
+/// Out-of-band messages from connector to host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlMessage {
+    /// New values for config keys (a rotated refresh token, say). The host persists them
+    /// atomically in the credentials store before the call returns and merges them over
+    /// the manifest's `config` on later runs.
+    ConfigUpdate {
+        /// Top-level config keys and their new values.
+        values: BTreeMap<String, String>,
+    },
+}
+
+/// Severity of a forwarded log event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum LogLevel {
+    /// Something failed.
+    Error = 1,
+    /// Something odd that did not fail.
+    Warn = 2,
+    /// Progress worth a line.
+    Info = 3,
+    /// Detail for debugging.
+    Debug = 4,
+    /// Everything.
+    Trace = 5,
+}
+
+impl LogLevel {
+    /// From the wire representation; unknown values mean `Trace`.
+    pub fn from_u8(v: u8) -> LogLevel {
+        match v {
+            0 | 1 => LogLevel::Error,
+            2 => LogLevel::Warn,
+            3 => LogLevel::Info,
+            4 => LogLevel::Debug,
+            _ => LogLevel::Trace,
+        }
+    }
+}
