@@ -1,1 +1,465 @@
-fn main() {}
+//! `tributary`: loads connector plugins and syncs their streams into a warehouse, as the
+//! manifest (`connectors.toml`) says.
+
+mod credentials;
+mod destination;
+mod loader;
+mod manifest;
+mod plan;
+mod progress;
+mod runner;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+use crate::credentials::Credentials;
+use crate::loader::Registry;
+use crate::manifest::Manifest;
+use crate::plan::{Overrides, Plan};
+use crate::progress::Progress;
+use crate::runner::{PreparedSource, RunOptions, Services};
+
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about = "Sync SuperOps, QuickBooks and your own database into one warehouse")]
+struct Cli {
+    /// The manifest. Default: ./connectors.toml, else the built-in default manifest.
+    #[arg(long, short, global = true, env = "TRIBUTARY_MANIFEST")]
+    manifest: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the manifest and resolve its plugins without touching any source.
+    Validate,
+    /// List the plugins found in the plugin directory.
+    Plugins,
+    /// Print the config schema of a source's plugin (or of a plugin by name).
+    Spec {
+        /// Source name in the manifest, or plugin name.
+        source: String,
+    },
+    /// Check that sources can connect and authenticate.
+    Check {
+        /// Only this source (default: every enabled source).
+        source: Option<String>,
+    },
+    /// Print the streams each source offers.
+    Discover {
+        /// Only this source (default: every enabled source).
+        source: Option<String>,
+    },
+    /// Sync every enabled source (incrementally, in parallel).
+    Run(RunArgs),
+    /// Inspect or reset the saved incremental state.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// One source at a time.
+    #[arg(long)]
+    sequential: bool,
+    /// Only these sources (repeatable; runs them even if disabled).
+    #[arg(long = "source")]
+    sources: Vec<String>,
+    /// Only these streams: `stream` or `source.stream` (repeatable).
+    #[arg(long = "stream")]
+    streams: Vec<String>,
+    /// Start of the window: YYYY-MM-DD or RFC 3339 (inclusive).
+    #[arg(long)]
+    since: Option<String>,
+    /// End of the window: YYYY-MM-DD or RFC 3339 (exclusive).
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many records per stream.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Only these clients, in each source's own id space (repeatable).
+    #[arg(long = "client")]
+    clients: Vec<String>,
+    /// Ignore saved state and read everything again (records are upserted).
+    #[arg(long)]
+    full_refresh: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Print saved state: all, `source`, or `source.stream`.
+    Show { target: Option<String> },
+    /// Forget saved state: all, `source`, or `source.stream`; the next run starts over.
+    Reset { target: Option<String> },
+}
+
+/// A user error (bad manifest, bad arguments): printed as is, exit code 2.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+struct Loaded {
+    manifest: Manifest,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+fn load_manifest(explicit: Option<&Path>) -> Result<Loaded> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let (path, manifest) = match explicit {
+        Some(p) => (p.to_owned(), manifest::load(p).map_err(|e| usage(e.to_string()))?),
+        None if Path::new("connectors.toml").exists() => {
+            let p = PathBuf::from("connectors.toml");
+            (p.clone(), manifest::load(&p).map_err(|e| usage(e.to_string()))?)
+        }
+        None => {
+            let p = PathBuf::from("<built-in connectors.toml>");
+            (p.clone(), manifest::parse(manifest::EMBEDDED_DEFAULT, &p).map_err(|e| usage(e.to_string()))?)
+        }
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && path.exists())
+        .map(|d| cwd.join(d))
+        .unwrap_or(cwd);
+    Ok(Loaded { manifest, dir, path })
+}
+
+/// The plugin directory; if the manifest's does not exist, the binary's own directory
+/// (where `cargo build` puts the plugins next to it).
+fn plugin_dir(loaded: &Loaded) -> PathBuf {
+    let dir = manifest::resolve_path(&loaded.dir, &loaded.manifest.host.plugin_dir);
+    if dir.is_dir() {
+        return dir;
+    }
+    match std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) {
+        Some(exe_dir) => {
+            tracing::warn!(
+                "plugin_dir {} does not exist; using {}",
+                dir.display(),
+                exe_dir.display()
+            );
+            exe_dir
+        }
+        None => dir,
+    }
+}
+
+fn scan(loaded: &Loaded, warn: bool) -> Result<Registry> {
+    let dir = plugin_dir(loaded);
+    let registry = Registry::scan(&dir).map_err(|e| {
+        usage(format!(
+            "{}: plugin_dir {}: {e} (build the plugins with `cargo build --release`)",
+            loaded.path.display(),
+            dir.display()
+        ))
+    })?;
+    if warn {
+        for (_, line) in &registry.refused {
+            eprintln!("warning: {line}");
+        }
+    }
+    Ok(registry)
+}
+
+fn build_plan(loaded: &Loaded, registry: &Registry, overrides: &Overrides) -> Result<Plan> {
+    plan::build(&loaded.manifest, &loaded.dir, registry, overrides).map_err(|errors| {
+        usage(format!(
+            "{} has {} problem(s):\n{}",
+            loaded.path.display(),
+            errors.len(),
+            errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+        ))
+    })
+}
+
+fn services(plan: &Plan, cancel: Arc<AtomicBool>) -> Services {
+    Services {
+        credentials: Arc::new(Credentials::new(plan.credentials_path.clone())),
+        cancel,
+        progress: Arc::new(Progress::new()),
+    }
+}
+
+fn only(name: Option<&String>) -> Overrides {
+    Overrides {
+        sources: name.into_iter().cloned().collect(),
+        ..Overrides::default()
+    }
+}
+
+fn cmd_validate(loaded: &Loaded) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let plan = build_plan(loaded, &registry, &Overrides::default())?;
+    println!(
+        "{}: OK ({} source(s), {} enabled; destination {} at {})",
+        loaded.path.display(),
+        loaded.manifest.sources.len(),
+        plan.sources.len(),
+        plan.destination_kind,
+        plan.destination_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_plugins(loaded: &Loaded) -> Result<ExitCode> {
+    let registry = scan(loaded, false)?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(vec!["name", "version", "sdk", "path", "compatible"]);
+    for p in registry.plugins.values() {
+        let info = p.info();
+        table.add_row(vec![
+            info.name.clone(),
+            info.version.clone(),
+            info.sdk_version.clone(),
+            p.path().display().to_string(),
+            "yes".to_string(),
+        ]);
+    }
+    for (path, reason) in &registry.refused {
+        let reason = reason
+            .strip_prefix(&format!("{}: ", path.display()))
+            .unwrap_or(reason)
+            .to_string();
+        table.add_row(vec!["?".into(), "?".into(), "?".into(), path.display().to_string(), format!("no: {reason}")]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_spec(loaded: &Loaded, name: &str) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let plugin_name = loaded
+        .manifest
+        .sources
+        .get(name)
+        .map(|s| s.plugin.clone())
+        .unwrap_or_else(|| name.to_string());
+    let plugin = registry
+        .plugins
+        .get(&plugin_name)
+        .ok_or_else(|| usage(format!("no source or plugin named `{name}`")))?;
+    let spec = plugin.spec().map_err(|e| anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&spec)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_check(loaded: &Loaded, source: Option<&String>, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let plan = build_plan(loaded, &registry, &only(source))?;
+    let services = services(&plan, cancel);
+    let mut ok = true;
+    for s in &plan.sources {
+        match s.plugin.check(&s.config, runner::control_handler(&s.name, &services)) {
+            Ok(()) => println!("{}: OK", s.name),
+            Err(e) => {
+                ok = false;
+                println!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_discover(loaded: &Loaded, source: Option<&String>, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let plan = build_plan(loaded, &registry, &only(source))?;
+    let services = services(&plan, cancel);
+    let mut ok = true;
+    let mut out = serde_json::Map::new();
+    for s in &plan.sources {
+        match s.plugin.discover(&s.config, runner::control_handler(&s.name, &services)) {
+            Ok(catalog) => {
+                out.insert(s.name.clone(), serde_json::to_value(&catalog)?);
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let overrides = Overrides {
+        sources: args.sources.clone(),
+        streams: args.streams.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        limit: args.limit,
+        clients: args.clients.clone(),
+    };
+    let plan = build_plan(loaded, &registry, &overrides)?;
+    if plan.sources.is_empty() {
+        return Err(usage(format!("{}: no source selected (enable one, or pass --source)", loaded.path.display())));
+    }
+    let services = services(&plan, cancel);
+
+    // Discover every source first, so a bad stream name fails before anything is written.
+    let mut prepared = Vec::new();
+    let mut failed_early = Vec::new();
+    let mut problems = Vec::new();
+    let discovered: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .sources
+            .iter()
+            .map(|s| {
+                let handler = runner::control_handler(&s.name, &services);
+                scope.spawn(move || s.plugin.discover(&s.config, handler))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(tributary_sdk::ConnectorError::system("discover panicked in the host"))))
+            .collect()
+    });
+    for (source, catalog) in plan.sources.iter().zip(discovered) {
+        match catalog {
+            Ok(catalog) => match runner::select_streams(source, &catalog, args.full_refresh) {
+                Ok(configured) if configured.streams.is_empty() => {
+                    problems.push(format!("source `{}`: no stream selected", source.name))
+                }
+                Ok(configured) => prepared.push(PreparedSource {
+                    plan: source.clone(),
+                    catalog: configured,
+                }),
+                Err(e) => problems.push(e),
+            },
+            Err(e) => {
+                tracing::error!(source = %source.name, "discover failed: {e}");
+                failed_early.push(runner::StreamReport {
+                    source: source.name.clone(),
+                    stream: "*".to_string(),
+                    records: 0,
+                    seconds: 0.0,
+                    error: Some(e),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(problems.join("\n")));
+    }
+
+    let dest = destination::open(&plan.destination_kind, &plan.destination_path)
+        .with_context(|| format!("cannot open the destination {}", plan.destination_path.display()))?;
+    let state = dest.load_state().context("cannot read saved state")?;
+    let options = RunOptions {
+        full_refresh: args.full_refresh,
+        parallelism: if args.sequential { 1 } else { plan.parallelism },
+    };
+    let mut reports = runner::run(prepared, dest, state, &options, &services);
+    reports.extend(failed_early);
+    reports.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
+    println!("{}", progress::summary_table(&reports));
+    let incomplete = reports.iter().filter(|r| r.error.is_some()).count();
+    if incomplete == 0 {
+        println!("all {} stream(s) complete", reports.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{incomplete} of {} stream(s) INCOMPLETE", reports.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn split_target(target: Option<&String>) -> (Option<&str>, Option<&str>) {
+    match target.map(|t| t.split_once('.').map_or((t.as_str(), None), |(a, b)| (a, Some(b)))) {
+        Some((source, stream)) => (Some(source), stream),
+        None => (None, None),
+    }
+}
+
+fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
+    let kind = &loaded.manifest.destination.kind;
+    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
+    if !path.exists() {
+        println!("no state yet ({} does not exist)", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut dest = destination::open(kind, &path)
+        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    match command {
+        StateCommand::Show { target } => {
+            let (source, stream) = split_target(target.as_ref());
+            let mut state = dest.load_state()?;
+            state.retain(|s, _| source.is_none_or(|want| want == s));
+            for streams in state.values_mut() {
+                streams.retain(|s, _| stream.is_none_or(|want| want == s));
+            }
+            state.retain(|_, streams| !streams.is_empty());
+            println!("{}", serde_json::to_string_pretty(&state)?);
+        }
+        StateCommand::Reset { target } => {
+            let (source, stream) = split_target(target.as_ref());
+            let n = dest.reset_state(source, stream)?;
+            println!("reset {n} stream state(s)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(progress::LogWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("stopping: finishing the current batches (Ctrl-C again to abort)");
+        });
+    }
+
+    let result = load_manifest(cli.manifest.as_deref()).and_then(|loaded| match &cli.command {
+        Command::Validate => cmd_validate(&loaded),
+        Command::Plugins => cmd_plugins(&loaded),
+        Command::Spec { source } => cmd_spec(&loaded, source),
+        Command::Check { source } => cmd_check(&loaded, source.as_ref(), cancel.clone()),
+        Command::Discover { source } => cmd_discover(&loaded, source.as_ref(), cancel.clone()),
+        Command::Run(args) => cmd_run(&loaded, args, cancel.clone()),
+        Command::State { command } => cmd_state(&loaded, command),
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

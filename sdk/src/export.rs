@@ -21,6 +21,16 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, ConnectorError> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
+            // This library has its own copy of std, hence its own panic hook: report the
+            // panic through tracing (to the host's log) instead of a raw stderr backtrace.
+            // The panic is still caught at the entry point and returned as `Panic`.
+            std::panic::set_hook(Box::new(|info| {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                tracing::error!(location, "connector panicked: {}", panic_message(info.payload()));
+            }));
             let threads = std::env::var("TRIBUTARY_PLUGIN_THREADS")
                 .ok()
                 .and_then(|v| v.parse().ok())

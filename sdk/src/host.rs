@@ -208,6 +208,21 @@ pub struct RecordRef<'a> {
 pub struct RecordBatch(RVec<FfiRecord>);
 
 impl RecordBatch {
+    /// A batch built on the host side (tests, tools); plugins' batches arrive ready-made.
+    pub fn from_records(records: Vec<crate::Record>) -> Self {
+        RecordBatch(
+            records
+                .into_iter()
+                .map(|r| FfiRecord {
+                    pk: r.pk.into(),
+                    cursor: r.cursor.map(Into::into).into(),
+                    deleted: r.deleted,
+                    data: r.data.into(),
+                })
+                .collect(),
+        )
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.0.len()

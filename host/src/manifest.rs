@@ -1,0 +1,328 @@
+//! `connectors.toml`: the raw, serde-only shape of the manifest, and `${VAR}` interpolation.
+//!
+//! Parsing is strict: unknown keys are errors, and every error names the file, the line,
+//! the column and the key. Resolving plugins, dates and paths happens in `plan.rs`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The manifest as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Host settings.
+    #[serde(default)]
+    pub host: HostSection,
+    /// Where records land.
+    #[serde(default)]
+    pub destination: DestinationSection,
+    /// Fallbacks for every source.
+    #[serde(default)]
+    pub defaults: DefaultsSection,
+    /// Sources by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSection>,
+    /// Unset `${VAR}` references inside each source's section. Reported only when that
+    /// source is selected, so a disabled source may name credentials nobody has yet.
+    #[serde(skip)]
+    pub env_errors: BTreeMap<String, Vec<String>>,
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// Directory scanned for plugin libraries, relative to the manifest.
+    #[serde(default = "default_plugin_dir")]
+    pub plugin_dir: String,
+    /// Sources synced at once (default: all selected).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Credentials store for rotated secrets, relative to the manifest.
+    #[serde(default = "default_credentials")]
+    pub credentials: String,
+}
+
+fn default_plugin_dir() -> String {
+    "target/release".to_string()
+}
+
+fn default_credentials() -> String {
+    "data/credentials.json".to_string()
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        HostSection {
+            plugin_dir: default_plugin_dir(),
+            parallelism: None,
+            credentials: default_credentials(),
+        }
+    }
+}
+
+/// `[destination]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSection {
+    /// `sqlite` or `jsonl`.
+    #[serde(default = "default_destination_kind")]
+    pub kind: String,
+    /// SQLite file, or the JSONL directory; relative to the manifest.
+    #[serde(default = "default_destination_path")]
+    pub path: String,
+}
+
+fn default_destination_kind() -> String {
+    "sqlite".to_string()
+}
+
+fn default_destination_path() -> String {
+    "data/warehouse.db".to_string()
+}
+
+impl Default for DestinationSection {
+    fn default() -> Self {
+        DestinationSection {
+            kind: default_destination_kind(),
+            path: default_destination_path(),
+        }
+    }
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSection {
+    /// `YYYY-MM-DD` or RFC 3339.
+    pub start_date: Option<String>,
+    /// `YYYY-MM-DD` or RFC 3339 (exclusive).
+    pub end_date: Option<String>,
+    /// Records per stream per run.
+    pub limit: Option<u64>,
+}
+
+/// `[sources.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// Plugin name (as `tributary plugins` lists it).
+    pub plugin: String,
+    /// Pin the plugin to this library file instead of searching `plugin_dir`.
+    pub plugin_path: Option<String>,
+    /// Expected sha256 (hex) of the pinned library.
+    pub sha256: Option<String>,
+    /// Whether `run` includes this source by default.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Streams to read (default: all the plugin offers).
+    pub streams: Option<Vec<String>>,
+    /// Overrides `[defaults].start_date`.
+    pub start_date: Option<String>,
+    /// Overrides `[defaults].end_date`.
+    pub end_date: Option<String>,
+    /// Overrides `[defaults].limit`.
+    pub limit: Option<u64>,
+    /// Only these clients (ids in the source's id space).
+    pub clients: Option<Vec<String>>,
+    /// Polling interval for `watch`, e.g. `"30s"` (1–60 s).
+    pub interval: Option<String>,
+    /// Passed to the plugin as its config.
+    #[serde(default = "empty_table")]
+    pub config: toml::Table,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+/// A manifest that could not be read; the message is complete and user-facing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestError(pub String);
+
+/// The default manifest, compiled in for when no `connectors.toml` is around.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../connectors.toml");
+
+/// Reads and parses the manifest at `path`.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ManifestError(format!("{}: cannot read manifest: {e}", path.display())))?;
+    parse(&text, path)
+}
+
+/// Parses manifest text; `path` is used in messages only.
+pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+    let mut manifest: Manifest = toml::from_str(text).map_err(|e| {
+        // toml's message already carries "line L, column C", the offending line and key.
+        ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end()))
+    })?;
+    let mut global = Vec::new();
+    for (source, problem) in check_env_references(text, path) {
+        match source {
+            Some(name) => manifest.env_errors.entry(name).or_default().push(problem),
+            None => global.push(problem),
+        }
+    }
+    if !global.is_empty() {
+        return Err(ManifestError(global.join("\n")));
+    }
+    interpolate_manifest(&mut manifest);
+    Ok(manifest)
+}
+
+/// Finds every `${VAR}` outside comments and reports the ones not set, with line, column
+/// and key. Values are substituted later, into parsed strings only, so a variable's
+/// content can never change the TOML structure.
+fn check_env_references(text: &str, path: &Path) -> Vec<(Option<String>, String)> {
+    let mut problems = Vec::new();
+    let mut section: Option<String> = None;
+    for (lineno, line) in text.lines().enumerate() {
+        let code = strip_comment(line);
+        let trimmed = code.trim();
+        if trimmed.starts_with('[') {
+            // `[sources.NAME]`, `[sources.NAME.config]`, `[[...]]`: remember the source.
+            let header = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
+            section = header
+                .strip_prefix("sources.")
+                .map(|rest| rest.split('.').next().unwrap_or("").trim_matches('"').to_string());
+            continue;
+        }
+        let key = code.split('=').next().unwrap_or("").trim();
+        for (col, name) in env_refs(code) {
+            if std::env::var_os(name).is_none() {
+                problems.push((section.clone(), format!(
+                    "{}: line {}, column {}: key `{}` references environment variable `{}`, which is not set",
+                    path.display(),
+                    lineno + 1,
+                    col + 1,
+                    key,
+                    name
+                )));
+            }
+        }
+    }
+    problems
+}
+
+/// The line without a trailing `# comment` (a `#` inside a quoted string is kept).
+fn strip_comment(line: &str) -> &str {
+    let mut in_str: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match in_str {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    in_str = None;
+                }
+            }
+            None if c == '"' || c == '\'' => in_str = Some(c),
+            None if c == '#' => return &line[..i],
+            None => {}
+        }
+    }
+    line
+}
+
+/// `(byte offset, name)` of each `${NAME}` in `s`; `$${` is an escaped literal.
+fn env_refs(s: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'$' && bytes[i + 1] == b'$' {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'$' && bytes[i + 1] == b'{' {
+            if let Some(end) = s[i + 2..].find('}') {
+                out.push((i, &s[i + 2..i + 2 + end]));
+                i += 3 + end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Replaces `${VAR}` in a string with the variable's value and `$$` with `$`.
+/// Unset variables were rejected by [`check_env_references`], so they become empty here
+/// only if the environment changed in between.
+pub fn interpolate(s: &str) -> String {
+    if !s.contains('$') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let (Some(body), true) = (tail.strip_prefix("${"), tail.contains('}')) {
+            let end = body.find('}').unwrap_or(body.len());
+            out.push_str(&std::env::var(&body[..end]).unwrap_or_default());
+            rest = &body[(end + 1).min(body.len())..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn interpolate_value(v: &mut toml::Value) {
+    match v {
+        toml::Value::String(s) => *s = interpolate(s),
+        toml::Value::Array(items) => items.iter_mut().for_each(interpolate_value),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| interpolate_value(v)),
+        _ => {}
+    }
+}
+
+fn interpolate_opt(s: &mut Option<String>) {
+    if let Some(v) = s {
+        *v = interpolate(v);
+    }
+}
+
+fn interpolate_manifest(m: &mut Manifest) {
+    m.host.plugin_dir = interpolate(&m.host.plugin_dir);
+    m.host.credentials = interpolate(&m.host.credentials);
+    m.destination.path = interpolate(&m.destination.path);
+    interpolate_opt(&mut m.defaults.start_date);
+    interpolate_opt(&mut m.defaults.end_date);
+    for source in m.sources.values_mut() {
+        source.plugin = interpolate(&source.plugin);
+        interpolate_opt(&mut source.plugin_path);
+        interpolate_opt(&mut source.start_date);
+        interpolate_opt(&mut source.end_date);
+        source.config.iter_mut().for_each(|(_, v)| interpolate_value(v));
+    }
+}
+
+/// Resolves `p` against the manifest's directory.
+pub fn resolve_path(manifest_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        manifest_dir.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse_str(s: &str) -> Result<Manifest, ManifestError> {
+    parse(s, Path::new("connectors.toml"))
+}
+
+#[test]
+fn unknown_key_names_line_column_and_key() {
+    let err = parse_str("[host]\nplugin_dir = \"x\"\nplugins = 3\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("connectors.toml"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("column 1"), "{msg}");
+    assert!(msg.contains("plugins"), "{msg}");
+}
+
+#[test]
+fn missing_env_var_is_an_error_naming_it() {
+    let m = parse_str(
+        "[sources.a]\nplugin = \"x\"\n[sources.a.config]\ntoken = \"${TRIBUTARY_SURELY_UNSET_VAR}\"\n",
+    )
+    .unwrap();
+    // Deferred to the source: reported only when source `a` is selected.
+    let msg = m.env_errors["a"].join("\n");
+    assert!(msg.contains("TRIBUTARY_SURELY_UNSET_VAR"), "{msg}");
+    assert!(msg.contains("line 4"), "{msg}");
+    assert!(msg.contains("`token`"), "{msg}");
+}
+
+#[test]
+fn env_vars_are_substituted_into_strings_only() {
+    std::env::set_var("TRIBUTARY_TEST_QUOTE_VAR", "a\"b = 1");
+    let m = parse_str(
+        "[sources.a]\nplugin = \"x\"\n[sources.a.config]\ntoken = \"${TRIBUTARY_TEST_QUOTE_VAR}\"\nliteral = \"$${NOT_A_VAR}\"\n# ${IN_A_COMMENT}\n",
+    )
+    .unwrap();
+    let config = &m.sources["a"].config;
+    assert_eq!(config["token"].as_str(), Some("a\"b = 1"));
+    assert_eq!(config["literal"].as_str(), Some("${NOT_A_VAR}"));
+}
+
+#[test]
+fn syntax_error_is_reported_with_position() {
+    let msg = parse_str("[host\n").unwrap_err().to_string();
+    assert!(msg.contains("line 1"), "{msg}");
+}
+
+#[test]
+fn embedded_default_parses() {
+    let m = parse_str(EMBEDDED_DEFAULT).unwrap();
+    assert!(m.sources.values().any(|s| s.enabled));
+}
+
+#[test]
+fn missing_env_var_outside_sources_fails_at_once() {
+    let msg = parse_str("[destination]\npath = \"${TRIBUTARY_SURELY_UNSET_VAR}/w.db\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("TRIBUTARY_SURELY_UNSET_VAR"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+}

@@ -1,0 +1,545 @@
+//! Runs a plan: one thread per source calls its plugin, one writer thread owns the
+//! destination. Records flow through a bounded channel (backpressure on the plugin);
+//! state checkpoints ride the same channel, so they are staged after the records they
+//! cover and committed in the same transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tributary_sdk::host::{HostHandler, RecordBatch};
+use tributary_sdk::{
+    Catalog, ConfiguredCatalog, ConfiguredStream, ConnectorError, ControlMessage, ErrorKind,
+    LogLevel, ReadRequest, StreamStatus, SyncMode,
+};
+
+use crate::credentials::Credentials;
+use crate::destination::{Destination, StateMap};
+use crate::plan::SourcePlan;
+use crate::progress::Progress;
+
+/// Batches queued between the plugins and the writer before plugins block.
+const QUEUE_DEPTH: usize = 64;
+/// Commit at least this often while data keeps arriving.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// ...or after this many staged records.
+const COMMIT_ROWS: usize = 200_000;
+
+enum WriterMsg {
+    Records {
+        source: Arc<str>,
+        stream: String,
+        batch: RecordBatch,
+    },
+    State {
+        source: Arc<str>,
+        stream: String,
+        state: String,
+    },
+    /// Commit everything staged, then answer.
+    Flush(SyncSender<Result<(), String>>),
+}
+
+/// The writer's failure, shared with every handler so plugins stop early.
+type WriterError = Arc<Mutex<Option<String>>>;
+
+fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: WriterError) {
+    let mut staged_rows = 0usize;
+    let mut txn_started: Option<Instant> = None;
+    let mut error: Option<String> = None;
+    let mut extracted_at = String::new();
+
+    let fail = |e: String, dest: &mut Box<dyn Destination>, error: &mut Option<String>| {
+        tracing::error!("destination failed: {e}");
+        dest.rollback();
+        *error = Some(e.clone());
+        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    };
+
+    loop {
+        // Block for the first message; then drain what is queued before committing, so
+        // many small checkpoints share one fsync.
+        let first = match txn_started {
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+            Some(t) => {
+                let left = COMMIT_EVERY.saturating_sub(t.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if error.is_none() {
+                            if let Err(e) = dest.commit() {
+                                fail(e.to_string(), &mut dest, &mut error);
+                            }
+                        }
+                        staged_rows = 0;
+                        txn_started = None;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                WriterMsg::Records { source, stream, batch } => {
+                    if error.is_none() {
+                        extracted_at.clear();
+                        extracted_at.push_str(
+                            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        );
+                        staged_rows += batch.len();
+                        txn_started.get_or_insert_with(Instant::now);
+                        if let Err(e) = dest.write(&source, &stream, &batch, &extracted_at) {
+                            fail(e.to_string(), &mut dest, &mut error);
+                        }
+                    }
+                }
+                WriterMsg::State { source, stream, state } => {
+                    if error.is_none() {
+                        txn_started.get_or_insert_with(Instant::now);
+                        if let Err(e) = dest.stage_state(&source, &stream, &state) {
+                            fail(e.to_string(), &mut dest, &mut error);
+                        }
+                    }
+                }
+                WriterMsg::Flush(ack) => {
+                    if error.is_none() {
+                        if let Err(e) = dest.commit() {
+                            fail(e.to_string(), &mut dest, &mut error);
+                        }
+                    }
+                    staged_rows = 0;
+                    txn_started = None;
+                    let _ = ack.send(match &error {
+                        None => Ok(()),
+                        Some(e) => Err(e.clone()),
+                    });
+                }
+            }
+            let due = txn_started.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) || staged_rows >= COMMIT_ROWS;
+            if !due {
+                match rx.try_recv() {
+                    Ok(m) => next = Some(m),
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
+                }
+            }
+        }
+        if txn_started.is_some() && error.is_none() {
+            if let Err(e) = dest.commit() {
+                fail(e.to_string(), &mut dest, &mut error);
+            }
+        }
+        staged_rows = 0;
+        txn_started = None;
+    }
+    if error.is_none() {
+        if let Err(e) = dest.commit() {
+            tracing::error!("final commit failed: {e}");
+        }
+    }
+}
+
+/// The outcome of one stream.
+#[derive(Debug, Clone)]
+pub struct StreamReport {
+    /// Source name.
+    pub source: String,
+    /// Stream name (`*` for a failure before any stream started).
+    pub stream: String,
+    /// Records received.
+    pub records: u64,
+    /// Seconds from start to end.
+    pub seconds: f64,
+    /// `None` = complete.
+    pub error: Option<ConnectorError>,
+}
+
+#[derive(Default)]
+struct StreamStats {
+    records: u64,
+    started: Option<Instant>,
+    finished: Option<Instant>,
+    status: Option<StreamStatus>,
+}
+
+/// Receives one source's output.
+struct SourceHandler {
+    source: Arc<str>,
+    tx: SyncSender<WriterMsg>,
+    failed: WriterError,
+    cancel: Arc<AtomicBool>,
+    credentials: Arc<Credentials>,
+    stats: Mutex<HashMap<String, StreamStats>>,
+    total: AtomicU64,
+    progress: indicatif::ProgressBar,
+    log_level: LogLevel,
+    /// `check`/`discover` calls may send control messages but no data.
+    accepts_data: bool,
+}
+
+impl SourceHandler {
+    fn stop_reason(&self) -> Option<String> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Some("cancelled".to_string());
+        }
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|e| format!("destination failed: {e}"))
+    }
+}
+
+impl HostHandler for SourceHandler {
+    fn records(&self, stream: &str, batch: RecordBatch) -> Result<(), String> {
+        if !self.accepts_data {
+            return Err("records are not accepted outside read".to_string());
+        }
+        if let Some(reason) = self.stop_reason() {
+            return Err(reason);
+        }
+        let n = batch.len() as u64;
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let s = stats.entry(stream.to_string()).or_default();
+            s.started.get_or_insert_with(Instant::now);
+            s.records += n;
+        }
+        let total = self.total.fetch_add(n, Ordering::Relaxed) + n;
+        self.progress.set_position(total);
+        self.progress.set_message(stream.to_string());
+        self.tx
+            .send(WriterMsg::Records {
+                source: self.source.clone(),
+                stream: stream.to_string(),
+                batch,
+            })
+            .map_err(|_| "the writer has stopped".to_string())
+    }
+
+    fn state(&self, stream: &str, state: &str) -> Result<(), String> {
+        if !self.accepts_data {
+            return Err("state is not accepted outside read".to_string());
+        }
+        if let Some(reason) = self.stop_reason() {
+            return Err(reason);
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(state)
+            .map_err(|e| format!("state of {stream} is not valid JSON: {e}"))?;
+        self.tx
+            .send(WriterMsg::State {
+                source: self.source.clone(),
+                stream: stream.to_string(),
+                state: state.to_string(),
+            })
+            .map_err(|_| "the writer has stopped".to_string())
+    }
+
+    fn control(&self, message: ControlMessage) -> Result<(), String> {
+        match message {
+            ControlMessage::ConfigUpdate { values } => {
+                self.credentials
+                    .update(&self.source, &values)
+                    .map_err(|e| e.to_string())?;
+                // Key names only: values are secrets.
+                let keys: Vec<&str> = values.keys().map(String::as_str).collect();
+                tracing::info!(source = %self.source, keys = %keys.join(","), "persisted updated credentials");
+                Ok(())
+            }
+        }
+    }
+
+    fn stream_status(&self, stream: &str, status: StreamStatus) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let s = stats.entry(stream.to_string()).or_default();
+        match &status {
+            StreamStatus::Started => {
+                s.started.get_or_insert_with(Instant::now);
+            }
+            StreamStatus::Complete => {
+                s.finished = Some(Instant::now());
+                if !self.progress.is_hidden() {
+                    self.progress.set_message(format!("{stream} done"));
+                } else {
+                    tracing::info!(source = %self.source, stream, records = s.records, "stream complete");
+                }
+            }
+            StreamStatus::Incomplete { error } => {
+                s.finished = Some(Instant::now());
+                tracing::warn!(source = %self.source, stream, "stream incomplete: {error}");
+            }
+        }
+        s.status = Some(status);
+    }
+
+    fn log(&self, level: LogLevel, target: &str, message: &str) {
+        let source = &*self.source;
+        match level {
+            LogLevel::Error => tracing::error!(source, plugin_target = target, "{message}"),
+            LogLevel::Warn => tracing::warn!(source, plugin_target = target, "{message}"),
+            LogLevel::Info => tracing::info!(source, plugin_target = target, "{message}"),
+            LogLevel::Debug => tracing::debug!(source, plugin_target = target, "{message}"),
+            LogLevel::Trace => tracing::trace!(source, plugin_target = target, "{message}"),
+        }
+    }
+
+    fn log_level(&self) -> LogLevel {
+        self.log_level
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.stop_reason().is_some()
+    }
+}
+
+/// The most verbose level the host's subscriber would print.
+pub fn host_log_level() -> LogLevel {
+    match tracing::level_filters::LevelFilter::current() {
+        f if f >= tracing::Level::TRACE => LogLevel::Trace,
+        f if f >= tracing::Level::DEBUG => LogLevel::Debug,
+        f if f >= tracing::Level::INFO => LogLevel::Info,
+        f if f >= tracing::Level::WARN => LogLevel::Warn,
+        _ => LogLevel::Error,
+    }
+}
+
+/// Settings of one `run`.
+pub struct RunOptions {
+    /// Ignore committed state.
+    pub full_refresh: bool,
+    /// Sources at once.
+    pub parallelism: usize,
+}
+
+/// Shared services for every source of a run.
+pub struct Services {
+    /// Credentials store.
+    pub credentials: Arc<Credentials>,
+    /// Ctrl-C flag.
+    pub cancel: Arc<AtomicBool>,
+    /// Progress display.
+    pub progress: Arc<Progress>,
+}
+
+/// A handler for `check`/`discover` (control messages and logs only).
+pub fn control_handler(source: &str, services: &Services) -> Arc<dyn HostHandler> {
+    // The channel is never read: `accepts_data = false` refuses records and state.
+    let (tx, _rx) = mpsc::sync_channel(1);
+    Arc::new(SourceHandler {
+        source: Arc::from(source),
+        tx,
+        failed: Arc::default(),
+        cancel: services.cancel.clone(),
+        credentials: services.credentials.clone(),
+        stats: Mutex::default(),
+        total: AtomicU64::new(0),
+        progress: indicatif::ProgressBar::hidden(),
+        log_level: host_log_level(),
+        accepts_data: false,
+    })
+}
+
+/// Chooses the streams to read from the catalog. Errors name unknown streams.
+pub fn select_streams(
+    source: &SourcePlan,
+    catalog: &Catalog,
+    full_refresh: bool,
+) -> Result<ConfiguredCatalog, String> {
+    let names: Vec<String> = match &source.streams {
+        Some(list) => {
+            let unknown: Vec<&String> = list
+                .iter()
+                .filter(|s| !catalog.streams.iter().any(|c| &c.name == *s))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(format!(
+                    "source `{}`: unknown stream(s) {} (plugin {} offers: {})",
+                    source.name,
+                    unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                    source.plugin.info().name,
+                    catalog.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            list.clone()
+        }
+        None => catalog.streams.iter().map(|s| s.name.clone()).collect(),
+    };
+    let streams = names
+        .into_iter()
+        .filter_map(|name| {
+            let desc = catalog.streams.iter().find(|c| c.name == name)?;
+            let sync_mode = if !full_refresh && desc.sync_modes.contains(&SyncMode::Incremental) {
+                SyncMode::Incremental
+            } else {
+                SyncMode::FullRefresh
+            };
+            Some(ConfiguredStream { name, sync_mode })
+        })
+        .collect();
+    Ok(ConfiguredCatalog { streams })
+}
+
+/// A source with its configured catalog, ready to read.
+pub struct PreparedSource {
+    /// The plan.
+    pub plan: SourcePlan,
+    /// Streams to read.
+    pub catalog: ConfiguredCatalog,
+}
+
+/// Reads every prepared source into `dest` and reports each stream.
+pub fn run(
+    sources: Vec<PreparedSource>,
+    dest: Box<dyn Destination>,
+    state: StateMap,
+    options: &RunOptions,
+    services: &Services,
+) -> Vec<StreamReport> {
+    let (tx, rx) = mpsc::sync_channel::<WriterMsg>(QUEUE_DEPTH);
+    let failed: WriterError = Arc::default();
+    let writer = {
+        let failed = failed.clone();
+        std::thread::Builder::new()
+            .name("tributary-writer".to_string())
+            .spawn(move || writer_loop(dest, rx, failed))
+    };
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            return sources
+                .iter()
+                .map(|s| StreamReport {
+                    source: s.plan.name.clone(),
+                    stream: "*".to_string(),
+                    records: 0,
+                    seconds: 0.0,
+                    error: Some(ConnectorError::system(format!("cannot start the writer thread: {e}"))),
+                })
+                .collect();
+        }
+    };
+
+    let queue = Arc::new(Mutex::new(sources.into_iter().collect::<std::collections::VecDeque<_>>()));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::new(state);
+    std::thread::scope(|scope| {
+        for _ in 0..options.parallelism {
+            let queue = queue.clone();
+            let reports = reports.clone();
+            let tx = tx.clone();
+            let failed = failed.clone();
+            let state = state.clone();
+            scope.spawn(move || loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                let Some(source) = next else { break };
+                let r = run_source(source, tx.clone(), failed.clone(), &state, options, services);
+                reports.lock().unwrap_or_else(|p| p.into_inner()).extend(r);
+            });
+        }
+    });
+    drop(tx);
+    if writer.join().is_err() {
+        tracing::error!("the writer thread panicked");
+    }
+    let mut out = std::mem::take(&mut *reports.lock().unwrap_or_else(|p| p.into_inner()));
+    out.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
+    out
+}
+
+fn run_source(
+    source: PreparedSource,
+    tx: SyncSender<WriterMsg>,
+    failed: WriterError,
+    state: &StateMap,
+    options: &RunOptions,
+    services: &Services,
+) -> Vec<StreamReport> {
+    let PreparedSource { plan, catalog } = source;
+    let started = Instant::now();
+    let bar = services.progress.source_bar(&plan.name);
+    let handler = Arc::new(SourceHandler {
+        source: Arc::from(plan.name.as_str()),
+        tx: tx.clone(),
+        failed,
+        cancel: services.cancel.clone(),
+        credentials: services.credentials.clone(),
+        stats: Mutex::default(),
+        total: AtomicU64::new(0),
+        progress: bar.clone(),
+        log_level: host_log_level(),
+        accepts_data: true,
+    });
+    let stream_state: BTreeMap<String, serde_json::Value> = if options.full_refresh {
+        BTreeMap::new()
+    } else {
+        catalog
+            .streams
+            .iter()
+            .filter(|s| s.sync_mode == SyncMode::Incremental)
+            .filter_map(|s| {
+                state
+                    .get(&plan.name)
+                    .and_then(|m| m.get(&s.name))
+                    .map(|v| (s.name.clone(), v.clone()))
+            })
+            .collect()
+    };
+    let request = ReadRequest {
+        config: plan.config.clone(),
+        catalog: catalog.clone(),
+        state: stream_state,
+        window: plan.window.clone(),
+    };
+    tracing::info!(source = %plan.name, plugin = %plan.plugin.info().name, streams = catalog.streams.len(), "sync started");
+    let result = plan.plugin.read(&request, handler.clone());
+
+    // Everything this source sent must be durable before we call a stream complete.
+    let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+    let flushed = match tx.send(WriterMsg::Flush(ack_tx)) {
+        Ok(()) => ack_rx
+            .recv()
+            .unwrap_or_else(|_| Err("the writer stopped".to_string())),
+        Err(_) => Err("the writer stopped".to_string()),
+    };
+    bar.finish_and_clear();
+
+    let stats = std::mem::take(&mut *handler.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut reports = Vec::new();
+    for stream in &catalog.streams {
+        let s = stats.get(&stream.name);
+        let records = s.map_or(0, |s| s.records);
+        let seconds = s
+            .and_then(|s| Some(s.finished.unwrap_or_else(Instant::now).duration_since(s.started?)))
+            .unwrap_or_else(|| started.elapsed())
+            .as_secs_f64();
+        let error = match (s.and_then(|s| s.status.clone()), &result, &flushed) {
+            (_, _, Err(e)) => Some(ConnectorError::system(format!("destination: {e}"))),
+            (Some(StreamStatus::Complete), _, _) => None,
+            (Some(StreamStatus::Incomplete { error }), _, _) => Some(error),
+            (_, Err(e), _) => Some(e.clone()),
+            (_, Ok(()), _) => Some(ConnectorError::new(
+                ErrorKind::System,
+                "the connector returned without completing this stream",
+            )),
+        };
+        reports.push(StreamReport {
+            source: plan.name.clone(),
+            stream: stream.name.clone(),
+            records,
+            seconds,
+            error,
+        });
+    }
+    if let Err(e) = &result {
+        tracing::error!(source = %plan.name, "sync failed: {e}");
+    } else {
+        tracing::info!(source = %plan.name, records = handler.total.load(Ordering::Relaxed), "sync finished");
+    }
+    reports
+}
