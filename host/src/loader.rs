@@ -96,13 +96,20 @@ pub enum PinError {
 }
 
 /// Loads the library at `path`, after checking its sha256 when one is given.
-pub fn load_pinned(path: &Path, sha256: Option<&str>, expected_name: &str) -> Result<Plugin, PinError> {
+pub fn load_pinned(
+    path: &Path,
+    sha256: Option<&str>,
+    expected_name: &str,
+) -> Result<Plugin, PinError> {
     if let Some(expected) = sha256 {
         let bytes = std::fs::read(path).map_err(|source| PinError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let actual: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if !actual.eq_ignore_ascii_case(expected.trim()) {
             return Err(PinError::Hash {
                 path: path.to_owned(),

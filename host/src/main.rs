@@ -26,7 +26,11 @@ use crate::progress::Progress;
 use crate::runner::{PreparedSource, RunOptions, Services};
 
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version, about = "Sync SuperOps, QuickBooks and your own database into one warehouse")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Sync SuperOps, QuickBooks and your own database into one warehouse"
+)]
 struct Cli {
     /// The manifest. Default: ./connectors.toml, else the built-in default manifest.
     #[arg(long, short, global = true, env = "TRIBUTARY_MANIFEST")]
@@ -91,6 +95,9 @@ struct RunArgs {
     /// Ignore saved state and read everything again (records are upserted).
     #[arg(long)]
     full_refresh: bool,
+    /// Also write the summary as JSON to this file (for scripts and monitoring).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,14 +132,24 @@ struct Loaded {
 fn load_manifest(explicit: Option<&Path>) -> Result<Loaded> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let (path, manifest) = match explicit {
-        Some(p) => (p.to_owned(), manifest::load(p).map_err(|e| usage(e.to_string()))?),
+        Some(p) => (
+            p.to_owned(),
+            manifest::load(p).map_err(|e| usage(e.to_string()))?,
+        ),
         None if Path::new("connectors.toml").exists() => {
             let p = PathBuf::from("connectors.toml");
-            (p.clone(), manifest::load(&p).map_err(|e| usage(e.to_string()))?)
+            (
+                p.clone(),
+                manifest::load(&p).map_err(|e| usage(e.to_string()))?,
+            )
         }
         None => {
             let p = PathBuf::from("<built-in connectors.toml>");
-            (p.clone(), manifest::parse(manifest::EMBEDDED_DEFAULT, &p).map_err(|e| usage(e.to_string()))?)
+            (
+                p.clone(),
+                manifest::parse(manifest::EMBEDDED_DEFAULT, &p)
+                    .map_err(|e| usage(e.to_string()))?,
+            )
         }
     };
     let dir = path
@@ -140,7 +157,11 @@ fn load_manifest(explicit: Option<&Path>) -> Result<Loaded> {
         .filter(|d| !d.as_os_str().is_empty() && path.exists())
         .map(|d| cwd.join(d))
         .unwrap_or(cwd);
-    Ok(Loaded { manifest, dir, path })
+    Ok(Loaded {
+        manifest,
+        dir,
+        path,
+    })
 }
 
 /// The plugin directory; if the manifest's does not exist, the binary's own directory
@@ -150,7 +171,10 @@ fn plugin_dir(loaded: &Loaded) -> PathBuf {
     if dir.is_dir() {
         return dir;
     }
-    match std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) {
+    match std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
         Some(exe_dir) => {
             tracing::warn!(
                 "plugin_dir {} does not exist; using {}",
@@ -186,7 +210,11 @@ fn build_plan(loaded: &Loaded, registry: &Registry, overrides: &Overrides) -> Re
             "{} has {} problem(s):\n{}",
             loaded.path.display(),
             errors.len(),
-            errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(|e| format!("  - {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         ))
     })
 }
@@ -240,7 +268,13 @@ fn cmd_plugins(loaded: &Loaded) -> Result<ExitCode> {
             .strip_prefix(&format!("{}: ", path.display()))
             .unwrap_or(reason)
             .to_string();
-        table.add_row(vec!["?".into(), "?".into(), "?".into(), path.display().to_string(), format!("no: {reason}")]);
+        table.add_row(vec![
+            "?".into(),
+            "?".into(),
+            "?".into(),
+            path.display().to_string(),
+            format!("no: {reason}"),
+        ]);
     }
     println!("{table}");
     Ok(ExitCode::SUCCESS)
@@ -263,13 +297,20 @@ fn cmd_spec(loaded: &Loaded, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_check(loaded: &Loaded, source: Option<&String>, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
+fn cmd_check(
+    loaded: &Loaded,
+    source: Option<&String>,
+    cancel: Arc<AtomicBool>,
+) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
     let plan = build_plan(loaded, &registry, &only(source))?;
     let services = services(&plan, cancel);
     let mut ok = true;
     for s in &plan.sources {
-        match s.plugin.check(&s.config, runner::control_handler(&s.name, &services)) {
+        match s
+            .plugin
+            .check(&s.config, runner::control_handler(&s.name, &services))
+        {
             Ok(()) => println!("{}: OK", s.name),
             Err(e) => {
                 ok = false;
@@ -277,17 +318,28 @@ fn cmd_check(loaded: &Loaded, source: Option<&String>, cancel: Arc<AtomicBool>) 
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-fn cmd_discover(loaded: &Loaded, source: Option<&String>, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
+fn cmd_discover(
+    loaded: &Loaded,
+    source: Option<&String>,
+    cancel: Arc<AtomicBool>,
+) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
     let plan = build_plan(loaded, &registry, &only(source))?;
     let services = services(&plan, cancel);
     let mut ok = true;
     let mut out = serde_json::Map::new();
     for s in &plan.sources {
-        match s.plugin.discover(&s.config, runner::control_handler(&s.name, &services)) {
+        match s
+            .plugin
+            .discover(&s.config, runner::control_handler(&s.name, &services))
+        {
             Ok(catalog) => {
                 out.insert(s.name.clone(), serde_json::to_value(&catalog)?);
             }
@@ -298,7 +350,11 @@ fn cmd_discover(loaded: &Loaded, source: Option<&String>, cancel: Arc<AtomicBool
         }
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
@@ -313,7 +369,10 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     };
     let plan = build_plan(loaded, &registry, &overrides)?;
     if plan.sources.is_empty() {
-        return Err(usage(format!("{}: no source selected (enable one, or pass --source)", loaded.path.display())));
+        return Err(usage(format!(
+            "{}: no source selected (enable one, or pass --source)",
+            loaded.path.display()
+        )));
     }
     let services = services(&plan, cancel);
 
@@ -332,7 +391,13 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(tributary_sdk::ConnectorError::system("discover panicked in the host"))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(tributary_sdk::ConnectorError::system(
+                        "discover panicked in the host",
+                    ))
+                })
+            })
             .collect()
     });
     for (source, catalog) in plan.sources.iter().zip(discovered) {
@@ -363,8 +428,13 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         return Err(usage(problems.join("\n")));
     }
 
-    let dest = destination::open(&plan.destination_kind, &plan.destination_path)
-        .with_context(|| format!("cannot open the destination {}", plan.destination_path.display()))?;
+    let dest =
+        destination::open(&plan.destination_kind, &plan.destination_path).with_context(|| {
+            format!(
+                "cannot open the destination {}",
+                plan.destination_path.display()
+            )
+        })?;
     let state = dest.load_state().context("cannot read saved state")?;
     let options = RunOptions {
         full_refresh: args.full_refresh,
@@ -374,6 +444,29 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     reports.extend(failed_early);
     reports.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
     println!("{}", progress::summary_table(&reports));
+    if let Some(path) = &args.report {
+        let json: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "source": r.source,
+                    "stream": r.stream,
+                    "records": r.records,
+                    "seconds": r.seconds,
+                    "status": if r.error.is_none() { "complete" } else { "incomplete" },
+                    "error": r.error,
+                })
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    if let Some(rss) = peak_rss_bytes() {
+        println!(
+            "peak memory (RSS): {:.1} MiB",
+            rss as f64 / (1024.0 * 1024.0)
+        );
+    }
     let incomplete = reports.iter().filter(|r| r.error.is_some()).count();
     if incomplete == 0 {
         println!("all {} stream(s) complete", reports.len());
@@ -384,8 +477,19 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     }
 }
 
+/// Peak resident set size of this process (Linux: VmHWM), for the closing summary.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn split_target(target: Option<&String>) -> (Option<&str>, Option<&str>) {
-    match target.map(|t| t.split_once('.').map_or((t.as_str(), None), |(a, b)| (a, Some(b)))) {
+    match target.map(|t| {
+        t.split_once('.')
+            .map_or((t.as_str(), None), |(a, b)| (a, Some(b)))
+    }) {
         Some((source, stream)) => (Some(source), stream),
         None => (None, None),
     }

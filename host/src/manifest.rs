@@ -189,9 +189,13 @@ fn check_env_references(text: &str, path: &Path) -> Vec<(Option<String>, String)
         if trimmed.starts_with('[') {
             // `[sources.NAME]`, `[sources.NAME.config]`, `[[...]]`: remember the source.
             let header = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
-            section = header
-                .strip_prefix("sources.")
-                .map(|rest| rest.split('.').next().unwrap_or("").trim_matches('"').to_string());
+            section = header.strip_prefix("sources.").map(|rest| {
+                rest.split('.')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string()
+            });
             continue;
         }
         let key = code.split('=').next().unwrap_or("").trim();
@@ -310,7 +314,10 @@ fn interpolate_manifest(m: &mut Manifest) {
         interpolate_opt(&mut source.plugin_path);
         interpolate_opt(&mut source.start_date);
         interpolate_opt(&mut source.end_date);
-        source.config.iter_mut().for_each(|(_, v)| interpolate_value(v));
+        source
+            .config
+            .iter_mut()
+            .for_each(|(_, v)| interpolate_value(v));
     }
 }
 

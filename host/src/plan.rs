@@ -80,7 +80,11 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
         toml::Value::Boolean(b) => J::Bool(*b),
         toml::Value::Datetime(d) => J::String(d.to_string()),
         toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => J::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -117,7 +121,11 @@ fn resolve_plugin(
         "source `{name}`: unknown plugin `{}` (plugins found in {}: {})",
         section.plugin,
         plugin_dir.display(),
-        if available.is_empty() { "none".to_string() } else { available.join(", ") }
+        if available.is_empty() {
+            "none".to_string()
+        } else {
+            available.join(", ")
+        }
     ))
 }
 
@@ -146,7 +154,12 @@ pub fn build(
         if !manifest.sources.contains_key(name) {
             errors.push(format!(
                 "--source {name}: no such source in the manifest (sources: {})",
-                manifest.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                manifest
+                    .sources
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -162,13 +175,27 @@ pub fn build(
     };
     let cli_start = parse_opt("--since", &overrides.since, &mut errors);
     let cli_end = parse_opt("--until", &overrides.until, &mut errors);
-    let def_start = parse_opt("[defaults] start_date", &manifest.defaults.start_date, &mut errors);
-    let def_end = parse_opt("[defaults] end_date", &manifest.defaults.end_date, &mut errors);
+    let def_start = parse_opt(
+        "[defaults] start_date",
+        &manifest.defaults.start_date,
+        &mut errors,
+    );
+    let def_end = parse_opt(
+        "[defaults] end_date",
+        &manifest.defaults.end_date,
+        &mut errors,
+    );
 
     let mut sources = Vec::new();
     for (name, section) in &manifest.sources {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            errors.push(format!("[sources.{name}]: source names may use letters, digits, `_` and `-` only"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errors.push(format!(
+                "[sources.{name}]: source names may use letters, digits, `_` and `-` only"
+            ));
             continue;
         }
         let selected = if overrides.sources.is_empty() {
@@ -195,8 +222,16 @@ pub fn build(
                 continue;
             }
         };
-        let src_start = parse_opt(&format!("[sources.{name}] start_date"), &section.start_date, &mut errors);
-        let src_end = parse_opt(&format!("[sources.{name}] end_date"), &section.end_date, &mut errors);
+        let src_start = parse_opt(
+            &format!("[sources.{name}] start_date"),
+            &section.start_date,
+            &mut errors,
+        );
+        let src_end = parse_opt(
+            &format!("[sources.{name}] end_date"),
+            &section.end_date,
+            &mut errors,
+        );
         let start = cli_start.or(src_start).or(def_start);
         let end = cli_end.or(src_end).or(def_end);
         if let (Some(s), Some(e)) = (start, end) {
@@ -208,7 +243,10 @@ pub fn build(
                 ));
             }
         }
-        let limit = overrides.limit.or(section.limit).or(manifest.defaults.limit);
+        let limit = overrides
+            .limit
+            .or(section.limit)
+            .or(manifest.defaults.limit);
         if limit == Some(0) {
             errors.push(format!("source `{name}`: limit must be at least 1"));
         }

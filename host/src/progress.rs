@@ -87,9 +87,20 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 pub fn summary_table(reports: &[StreamReport]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["source", "stream", "records", "seconds", "records/s", "status"]);
+    table.set_header(vec![
+        "source",
+        "stream",
+        "records",
+        "seconds",
+        "records/s",
+        "status",
+    ]);
     for r in reports {
-        let rate = if r.seconds > 0.0 { r.records as f64 / r.seconds } else { 0.0 };
+        let rate = if r.seconds > 0.0 {
+            r.records as f64 / r.seconds
+        } else {
+            0.0
+        };
         let status = match &r.error {
             None => "complete".to_string(),
             Some(e) => format!("INCOMPLETE ({}): {}", e.kind, e.message),

@@ -87,11 +87,16 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                WriterMsg::Records { source, stream, batch } => {
+                WriterMsg::Records {
+                    source,
+                    stream,
+                    batch,
+                } => {
                     if error.is_none() {
                         extracted_at.clear();
                         extracted_at.push_str(
-                            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                            &chrono::Utc::now()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                         );
                         staged_rows += batch.len();
                         txn_started.get_or_insert_with(Instant::now);
@@ -100,7 +105,11 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
                         }
                     }
                 }
-                WriterMsg::State { source, stream, state } => {
+                WriterMsg::State {
+                    source,
+                    stream,
+                    state,
+                } => {
                     if error.is_none() {
                         txn_started.get_or_insert_with(Instant::now);
                         if let Err(e) = dest.stage_state(&source, &stream, &state) {
@@ -122,7 +131,8 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
                     });
                 }
             }
-            let due = txn_started.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) || staged_rows >= COMMIT_ROWS;
+            let due = txn_started.is_some_and(|t| t.elapsed() >= COMMIT_EVERY)
+                || staged_rows >= COMMIT_ROWS;
             if !due {
                 match rx.try_recv() {
                     Ok(m) => next = Some(m),
@@ -361,9 +371,18 @@ pub fn select_streams(
                 return Err(format!(
                     "source `{}`: unknown stream(s) {} (plugin {} offers: {})",
                     source.name,
-                    unknown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                    unknown
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     source.plugin.info().name,
-                    catalog.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    catalog
+                        .streams
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             list.clone()
@@ -419,13 +438,19 @@ pub fn run(
                     stream: "*".to_string(),
                     records: 0,
                     seconds: 0.0,
-                    error: Some(ConnectorError::system(format!("cannot start the writer thread: {e}"))),
+                    error: Some(ConnectorError::system(format!(
+                        "cannot start the writer thread: {e}"
+                    ))),
                 })
                 .collect();
         }
     };
 
-    let queue = Arc::new(Mutex::new(sources.into_iter().collect::<std::collections::VecDeque<_>>()));
+    let queue = Arc::new(Mutex::new(
+        sources
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    ));
     let reports = Arc::new(Mutex::new(Vec::new()));
     let state = Arc::new(state);
     std::thread::scope(|scope| {
@@ -438,7 +463,14 @@ pub fn run(
             scope.spawn(move || loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                 let Some(source) = next else { break };
-                let r = run_source(source, tx.clone(), failed.clone(), &state, options, services);
+                let r = run_source(
+                    source,
+                    tx.clone(),
+                    failed.clone(),
+                    &state,
+                    options,
+                    services,
+                );
                 reports.lock().unwrap_or_else(|p| p.into_inner()).extend(r);
             });
         }
@@ -515,7 +547,13 @@ fn run_source(
         let s = stats.get(&stream.name);
         let records = s.map_or(0, |s| s.records);
         let seconds = s
-            .and_then(|s| Some(s.finished.unwrap_or_else(Instant::now).duration_since(s.started?)))
+            .and_then(|s| {
+                Some(
+                    s.finished
+                        .unwrap_or_else(Instant::now)
+                        .duration_since(s.started?),
+                )
+            })
             .unwrap_or_else(|| started.elapsed())
             .as_secs_f64();
         let error = match (s.and_then(|s| s.status.clone()), &result, &flushed) {

@@ -33,9 +33,7 @@ impl std::fmt::Debug for Emitter {
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
     }
 }
@@ -82,8 +80,9 @@ impl Emitter {
 
     /// Sends a control message and waits until the host has persisted it.
     pub fn control(&self, message: &ControlMessage) -> Result<()> {
-        let json = serde_json::to_string(message)
-            .map_err(|e| ConnectorError::system(format!("control message does not serialize: {e}")))?;
+        let json = serde_json::to_string(message).map_err(|e| {
+            ConnectorError::system(format!("control message does not serialize: {e}"))
+        })?;
         blocking(|| self.sink.control(json.as_str().into()))
             .into_result()
             .map_err(ConnectorError::from)

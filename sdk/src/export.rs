@@ -29,7 +29,11 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, ConnectorError> {
                     .location()
                     .map(|l| format!("{}:{}", l.file(), l.line()))
                     .unwrap_or_default();
-                tracing::error!(location, "connector panicked: {}", panic_message(info.payload()));
+                tracing::error!(
+                    location,
+                    "connector panicked: {}",
+                    panic_message(info.payload())
+                );
             }));
             let threads = std::env::var("TRIBUTARY_PLUGIN_THREADS")
                 .ok()
@@ -80,7 +84,10 @@ where
     rt.block_on(f(host).instrument(span))
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, s: RStr<'_>) -> Result<T, ConnectorError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    s: RStr<'_>,
+) -> Result<T, ConnectorError> {
     serde_json::from_str(s.as_str())
         .map_err(|e| ConnectorError::config(format!("{what} is not valid: {e}")))
 }
@@ -146,7 +153,9 @@ macro_rules! export_connector {
         pub mod __tributary_export {
             use super::*;
             use $crate::__private::abi_stable::{
-                library::{__call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult},
+                library::{
+                    __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
+                },
                 prefix_type::PrefixTypeTrait,
                 std_types::{RStr, RString},
             };
@@ -169,7 +178,14 @@ macro_rules! export_connector {
             }
 
             fn get_library() -> ConnectorModRef {
-                ConnectorMod { info, spec, check, discover, read }.leak_into_prefix()
+                ConnectorMod {
+                    info,
+                    spec,
+                    check,
+                    discover,
+                    read,
+                }
+                .leak_into_prefix()
             }
 
             // What abi_stable's `#[export_root_module]` expands to, spelled with paths
@@ -181,7 +197,9 @@ macro_rules! export_connector {
                 extern "C" fn erased() -> RootModuleResult {
                     __call_root_module_loader(get_library)
                 }
-                unsafe { LibHeader::from_constructor::<ConnectorModRef>(erased, CheckTypeLayout::Yes) }
+                unsafe {
+                    LibHeader::from_constructor::<ConnectorModRef>(erased, CheckTypeLayout::Yes)
+                }
             };
 
             /// `name version` of this plugin, readable without the root module.

@@ -13,8 +13,12 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RVec};
 
 use crate::error::ConnectorError;
-use crate::ffi::{ConnectorModRef, FfiError, FfiRecord, FfiResult, HostSink, HostSinkBox, HostSink_TO};
-use crate::protocol::{Catalog, ConnectorInfo, ControlMessage, LogLevel, ReadRequest, StreamStatus};
+use crate::ffi::{
+    ConnectorModRef, FfiError, FfiRecord, FfiResult, HostSink, HostSinkBox, HostSink_TO,
+};
+use crate::protocol::{
+    Catalog, ConnectorInfo, ControlMessage, LogLevel, ReadRequest, StreamStatus,
+};
 
 /// Why a library could not be loaded as a plugin. Each variant displays as one line that
 /// names the file.
@@ -119,7 +123,9 @@ fn plugin_id(path: &Path) -> Option<String> {
         if ptr.is_null() {
             return None;
         }
-        std::ffi::CStr::from_ptr(ptr.cast()).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(ptr.cast())
+            .to_string_lossy()
+            .into_owned()
     };
     // The library stays loaded by abi_stable's own handle; leaking ours keeps the string valid.
     std::mem::forget(lib);
@@ -141,7 +147,11 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
                 message: err.to_string().lines().next().unwrap_or("").to_string(),
             })
         }
-        Err(_) => return Err(LoadError::NotAPlugin { path: path.to_owned() }),
+        Err(_) => {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_owned(),
+            })
+        }
     };
     let module = match header.init_root_module::<ConnectorModRef>() {
         Ok(m) => m,
@@ -171,12 +181,15 @@ pub fn load(path: &Path) -> Result<Plugin, LoadError> {
                 detail,
             });
         }
-        Err(_) => return Err(LoadError::NotAPlugin { path: path.to_owned() }),
+        Err(_) => {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_owned(),
+            })
+        }
     };
     let info = match (module.info())() {
-        RResult::ROk(json) => serde_json::from_str::<ConnectorInfo>(json.as_str()).map_err(|e| {
-            ConnectorError::system(format!("info is not valid JSON: {e}"))
-        }),
+        RResult::ROk(json) => serde_json::from_str::<ConnectorInfo>(json.as_str())
+            .map_err(|e| ConnectorError::system(format!("info is not valid JSON: {e}"))),
         RResult::RErr(e) => Err(e.into()),
     }
     .map_err(|error| LoadError::Info {
@@ -244,7 +257,9 @@ impl RecordBatch {
 
 impl std::fmt::Debug for RecordBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordBatch").field("len", &self.len()).finish()
+        f.debug_struct("RecordBatch")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -347,7 +362,9 @@ impl Plugin {
 
     /// The JSON Schema of the connector's config.
     pub fn spec(&self) -> Result<serde_json::Value, ConnectorError> {
-        let json = (self.module.spec())().into_result().map_err(ConnectorError::from)?;
+        let json = (self.module.spec())()
+            .into_result()
+            .map_err(ConnectorError::from)?;
         serde_json::from_str(json.as_str())
             .map_err(|e| ConnectorError::system(format!("spec is not valid JSON: {e}")))
     }
@@ -401,7 +418,9 @@ pub struct InProcess<C>(std::marker::PhantomData<C>);
 impl<C: crate::Connector> InProcess<C> {
     /// `info` of `C`.
     pub fn info() -> Result<ConnectorInfo, ConnectorError> {
-        let json = crate::export::info::<C>().into_result().map_err(ConnectorError::from)?;
+        let json = crate::export::info::<C>()
+            .into_result()
+            .map_err(ConnectorError::from)?;
         serde_json::from_str(json.as_str())
             .map_err(|e| ConnectorError::system(format!("info is not valid JSON: {e}")))
     }
@@ -431,7 +450,10 @@ impl<C: crate::Connector> InProcess<C> {
     }
 
     /// `read` of `C`.
-    pub fn read(request: &ReadRequest, handler: Arc<dyn HostHandler>) -> Result<(), ConnectorError> {
+    pub fn read(
+        request: &ReadRequest,
+        handler: Arc<dyn HostHandler>,
+    ) -> Result<(), ConnectorError> {
         let request = json_arg(request)?;
         crate::export::read::<C>(request.as_str().into(), sink(handler))
             .into_result()

@@ -167,7 +167,8 @@ pub trait Connector: Default + Send + Sync + 'static {
 pub fn parse_config<T: serde::de::DeserializeOwned>(
     config: serde_json::Value,
 ) -> Result<T, ConnectorError> {
-    serde_json::from_value(config).map_err(|e| ConnectorError::config(format!("invalid config: {e}")))
+    serde_json::from_value(config)
+        .map_err(|e| ConnectorError::config(format!("invalid config: {e}")))
 }
 
 #[doc(hidden)]

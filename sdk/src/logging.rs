@@ -130,7 +130,10 @@ where
         let sink = {
             let sinks = SINKS.lock().unwrap_or_else(PoisonError::into_inner);
             match call {
-                Some(call) => sinks.iter().find(|(id, _)| *id == call).map(|(_, s)| s.clone()),
+                Some(call) => sinks
+                    .iter()
+                    .find(|(id, _)| *id == call)
+                    .map(|(_, s)| s.clone()),
                 None => None,
             }
             .or_else(|| sinks.last().map(|(_, s)| s.clone()))
@@ -147,4 +150,3 @@ where
         }
     }
 }
-

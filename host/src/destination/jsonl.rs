@@ -30,8 +30,8 @@ struct StateFile {
     files: BTreeMap<String, u64>,
 }
 
-struct OpenFile {
-    writer: BufWriter<File>,
+pub(super) struct OpenFile {
+    pub(super) writer: BufWriter<File>,
     /// Bytes written so far (committed + staged).
     len: u64,
 }
@@ -41,7 +41,7 @@ pub struct JsonlDestination {
     dir: PathBuf,
     committed: StateFile,
     staged: StateFile,
-    files: BTreeMap<String, OpenFile>,
+    pub(super) files: BTreeMap<String, OpenFile>,
     line: Vec<u8>,
 }
 
@@ -59,7 +59,8 @@ impl JsonlDestination {
             Err(e) => return Err(io_err(format!("cannot read {}", state_path.display()))(e)),
         };
         // Roll every data file back to its committed length.
-        let entries = fs::read_dir(dir).map_err(io_err(format!("cannot list {}", dir.display())))?;
+        let entries =
+            fs::read_dir(dir).map_err(io_err(format!("cannot list {}", dir.display())))?;
         for entry in entries {
             let entry = entry.map_err(io_err(format!("cannot list {}", dir.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -177,7 +178,12 @@ impl Destination for JsonlDestination {
         Ok(())
     }
 
-    fn stage_state(&mut self, source: &str, stream: &str, state: &str) -> Result<(), DestinationError> {
+    fn stage_state(
+        &mut self,
+        source: &str,
+        stream: &str,
+        state: &str,
+    ) -> Result<(), DestinationError> {
         let value = serde_json::from_str(state).map_err(|e| DestinationError::BadState {
             source_name: source.to_string(),
             stream: stream.to_string(),
@@ -222,7 +228,11 @@ impl Destination for JsonlDestination {
         Ok(self.committed.state.clone())
     }
 
-    fn reset_state(&mut self, source: Option<&str>, stream: Option<&str>) -> Result<usize, DestinationError> {
+    fn reset_state(
+        &mut self,
+        source: Option<&str>,
+        stream: Option<&str>,
+    ) -> Result<usize, DestinationError> {
         let mut removed = 0;
         for (src, streams) in self.staged.state.iter_mut() {
             if source.is_some_and(|s| s != src) {

@@ -59,7 +59,12 @@ pub trait Destination: Send {
     ) -> Result<(), DestinationError>;
 
     /// Stages a state checkpoint for `source.stream`.
-    fn stage_state(&mut self, source: &str, stream: &str, state: &str) -> Result<(), DestinationError>;
+    fn stage_state(
+        &mut self,
+        source: &str,
+        stream: &str,
+        state: &str,
+    ) -> Result<(), DestinationError>;
 
     /// Makes everything staged durable.
     fn commit(&mut self) -> Result<(), DestinationError>;
@@ -72,7 +77,11 @@ pub trait Destination: Send {
 
     /// Deletes committed state: all, one source's, or one stream's. Returns how many
     /// stream states were removed.
-    fn reset_state(&mut self, source: Option<&str>, stream: Option<&str>) -> Result<usize, DestinationError>;
+    fn reset_state(
+        &mut self,
+        source: Option<&str>,
+        stream: Option<&str>,
+    ) -> Result<usize, DestinationError>;
 }
 
 /// Opens the destination of `kind` at `path`.

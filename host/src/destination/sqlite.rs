@@ -96,12 +96,25 @@ impl Destination for SqliteDestination {
                 data = excluded.data"
         ))?;
         for r in batch.iter() {
-            stmt.execute(params![r.pk, source, stream, r.cursor, extracted_at, r.deleted, r.data])?;
+            stmt.execute(params![
+                r.pk,
+                source,
+                stream,
+                r.cursor,
+                extracted_at,
+                r.deleted,
+                r.data
+            ])?;
         }
         Ok(())
     }
 
-    fn stage_state(&mut self, source: &str, stream: &str, state: &str) -> Result<(), DestinationError> {
+    fn stage_state(
+        &mut self,
+        source: &str,
+        stream: &str,
+        state: &str,
+    ) -> Result<(), DestinationError> {
         self.begin()?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         self.conn
@@ -130,11 +143,15 @@ impl Destination for SqliteDestination {
 
     fn load_state(&self) -> Result<StateMap, DestinationError> {
         let mut out = StateMap::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT source, stream, state FROM _tributary_state ORDER BY source, stream")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT source, stream, state FROM _tributary_state ORDER BY source, stream",
+        )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         for row in rows {
             let (source, stream, state) = row?;
@@ -148,7 +165,11 @@ impl Destination for SqliteDestination {
         Ok(out)
     }
 
-    fn reset_state(&mut self, source: Option<&str>, stream: Option<&str>) -> Result<usize, DestinationError> {
+    fn reset_state(
+        &mut self,
+        source: Option<&str>,
+        stream: Option<&str>,
+    ) -> Result<usize, DestinationError> {
         let n = self.conn.execute(
             "DELETE FROM _tributary_state WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR stream = ?2)",
             params![source, stream],

@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use tributary_sdk::host::RecordBatch;
 use tributary_sdk::Record;
 
@@ -32,10 +34,16 @@ fn sqlite_upserts_and_commits_state_with_records() {
     d.commit().unwrap();
     drop(d);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM src_s", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM src_s", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 4, "upsert keeps one row per primary key");
     let v: String = conn
-        .query_row("SELECT json_extract(data, '$.v') FROM src_s WHERE _pk = '3'", [], |r| r.get(0))
+        .query_row(
+            "SELECT json_extract(data, '$.v') FROM src_s WHERE _pk = '3'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(v, "b", "the newest version wins");
 }
@@ -75,17 +83,27 @@ fn jsonl_truncates_uncommitted_tail_on_open() {
     let text = std::fs::read_to_string(&file).unwrap();
     let pks: Vec<String> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["_pk"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["_pk"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(pks, ["1", "2"]);
-    assert_eq!(d.load_state().unwrap()["src"]["s"], serde_json::json!({"n": 2}));
+    assert_eq!(
+        d.load_state().unwrap()["src"]["s"],
+        serde_json::json!({"n": 2})
+    );
 }
 
 #[test]
 fn jsonl_lines_carry_metadata_and_raw_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = JsonlDestination::open(dir.path()).unwrap();
-    let b = RecordBatch::from_records(vec![Record::from_json("k\"1", "{\"x\":1}".to_string()).with_deleted(true)]);
+    let b = RecordBatch::from_records(vec![
+        Record::from_json("k\"1", "{\"x\":1}".to_string()).with_deleted(true)
+    ]);
     d.write("src", "s", &b, "2026-01-01T00:00:00Z").unwrap();
     d.commit().unwrap();
     let line = std::fs::read_to_string(dir.path().join("src_s.jsonl")).unwrap();

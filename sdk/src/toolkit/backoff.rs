@@ -55,7 +55,12 @@ where
             Err(e) if e.kind.is_retryable() && attempt < policy.max_attempts => {
                 if e.kind == ErrorKind::Transient {
                     let delay = policy.delay(attempt);
-                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, "retrying after transient error: {}", e.message);
+                    tracing::warn!(
+                        attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        "retrying after transient error: {}",
+                        e.message
+                    );
                     tokio::time::sleep(delay).await;
                 }
                 attempt += 1;

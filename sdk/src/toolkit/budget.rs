@@ -63,14 +63,13 @@ impl RateBudget {
                 {
                     log.pop_front();
                 }
-                let minute_wait = if self.config.per_minute > 0
-                    && log.len() >= self.config.per_minute as usize
-                {
-                    log.front()
-                        .map(|t| Duration::from_secs(60).saturating_sub(now.duration_since(*t)))
-                } else {
-                    None
-                };
+                let minute_wait =
+                    if self.config.per_minute > 0 && log.len() >= self.config.per_minute as usize {
+                        log.front()
+                            .map(|t| Duration::from_secs(60).saturating_sub(now.duration_since(*t)))
+                    } else {
+                        None
+                    };
                 let second_wait = if self.config.per_second > 0 {
                     let n = self.config.per_second as usize;
                     let recent = log
@@ -79,9 +78,10 @@ impl RateBudget {
                         .take_while(|t| now.duration_since(**t) < Duration::from_secs(1))
                         .count();
                     if recent >= n {
-                        log.iter().rev().nth(n - 1).map(|t| {
-                            Duration::from_secs(1).saturating_sub(now.duration_since(*t))
-                        })
+                        log.iter()
+                            .rev()
+                            .nth(n - 1)
+                            .map(|t| Duration::from_secs(1).saturating_sub(now.duration_since(*t)))
                     } else {
                         None
                     }

@@ -1,0 +1,185 @@
+//! End-to-end benchmark of the foundation (issue 2), not a test:
+//!
+//! 1. generates N `service_history` rows (default 1,000,000) in a SQLite file;
+//! 2. times `sqlite3 -json` dumping the table to a file: the practical ceiling;
+//! 3. runs the real `tributary` binary (release) to JSONL and to the SQLite warehouse,
+//!    reading its rows/s and peak RSS;
+//! 4. measures the plugin boundary: the same connector read through the loaded `.so`
+//!    versus compiled in (`InProcess`), both into a handler that only counts.
+//!
+//! ```text
+//! cargo run --release -p tributary-bench --bin pipeline -- --rows 1000000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tributary_internal_db::sample::{self, SampleSpec};
+use tributary_sdk::host::{HostHandler, InProcess, RecordBatch};
+use tributary_sdk::{ConfiguredCatalog, ConfiguredStream, ControlMessage, LogLevel, ReadRequest, StreamStatus, SyncMode};
+
+#[derive(Parser)]
+struct Args {
+    /// service_history rows to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u32,
+    /// Working directory (default: a fresh temp dir under target/).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// Counts records and drops them.
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+impl HostHandler for Counter {
+    fn records(&self, _stream: &str, batch: RecordBatch) -> Result<(), String> {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    fn state(&self, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn control(&self, _: ControlMessage) -> Result<(), String> {
+        Ok(())
+    }
+    fn stream_status(&self, _: &str, _: StreamStatus) {}
+    fn log(&self, _: LogLevel, _: &str, _: &str) {}
+    fn log_level(&self) -> LogLevel {
+        LogLevel::Warn
+    }
+}
+
+fn request(url: &str) -> ReadRequest {
+    ReadRequest {
+        config: serde_json::json!({ "url": url }),
+        catalog: ConfiguredCatalog {
+            streams: vec![ConfiguredStream { name: "service_history".into(), sync_mode: SyncMode::FullRefresh }],
+        },
+        state: Default::default(),
+        window: Default::default(),
+    }
+}
+
+fn run_host(dir: &Path, kind: &str, out: &str, db: &Path) -> Result<(f64, u64, String)> {
+    let manifest = dir.join(format!("bench-{kind}.toml"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "[host]\nplugin_dir = \"{}\"\n[destination]\nkind = \"{kind}\"\npath = \"{}\"\n[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"service_history\"]\n[sources.internal.config]\nurl = \"sqlite:{}\"\n",
+            workspace().join("target/release").display(),
+            dir.join(out).display(),
+            db.display()
+        ),
+    )?;
+    let _ = std::fs::remove_file(dir.join(out));
+    let _ = std::fs::remove_dir_all(dir.join(out));
+    let started = Instant::now();
+    let output = Command::new(workspace().join("target/release/tributary"))
+        .args(["--manifest", manifest.to_str().unwrap_or_default(), "run"])
+        .env("RUST_LOG", "warn")
+        .output()?;
+    let secs = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!("tributary failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let rss = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory (RSS): "))
+        .unwrap_or("?")
+        .to_string();
+    Ok((secs, 0, rss))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", "tributary", "-p", "tributary-internal-db"])
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    let dir = match args.dir {
+        Some(d) => d,
+        None => workspace().join("target/bench-pipeline"),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("source.db");
+    let url = format!("sqlite:{}", db.display());
+    let rows = u64::from(args.rows);
+    let rt = tokio::runtime::Runtime::new()?;
+
+    let per_client = 500;
+    let clients = args.rows.div_ceil(per_client);
+    let spec = SampleSpec {
+        service_history_per_client: per_client,
+        satisfaction_scores_per_client: 0,
+        communication_engagement_per_client: 0,
+        contracts_per_client: 0,
+        ..SampleSpec::with_clients(clients, 42)
+    };
+    let _ = std::fs::remove_file(&db);
+    let t = Instant::now();
+    let counts = rt.block_on(sample::generate(&url, &spec)).context("generating sample data")?;
+    let n = counts.get("service_history").copied().unwrap_or(0);
+    println!("generated {n} service_history rows in {:.1}s", t.elapsed().as_secs_f64());
+    let rows = n.max(rows.min(n));
+
+    // Ceiling: sqlite3 -json of the same table.
+    let dump = dir.join("sqlite3.json");
+    let t = Instant::now();
+    let out = std::fs::File::create(&dump)?;
+    let st = Command::new("sqlite3")
+        .args(["-json", db.to_str().unwrap_or_default(), "SELECT * FROM service_history"])
+        .stdout(out)
+        .status()
+        .context("running sqlite3 (apt-get install sqlite3)")?;
+    if !st.success() {
+        bail!("sqlite3 failed");
+    }
+    let ceiling = rows as f64 / t.elapsed().as_secs_f64();
+    println!("sqlite3 -json ceiling:        {ceiling:>10.0} rows/s");
+
+    let (secs, _, rss) = run_host(&dir, "jsonl", "jsonl-out", &db)?;
+    let jsonl = rows as f64 / secs;
+    println!("tributary → JSONL:            {jsonl:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}", jsonl / ceiling);
+    let (secs, _, rss) = run_host(&dir, "sqlite", "warehouse.db", &db)?;
+    let sqlite = rows as f64 / secs;
+    println!("tributary → SQLite warehouse: {sqlite:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}", sqlite / ceiling);
+
+    // The plugin boundary: loaded .so versus compiled in, same counting handler.
+    let plugin = tributary_sdk::host::load(&workspace().join("target/release/libtributary_internal_db.so"))?;
+    let mut best_plugin = f64::MAX;
+    let mut best_inproc = f64::MAX;
+    for _ in 0..3 {
+        let c = Arc::new(Counter::default());
+        let t = Instant::now();
+        plugin.read(&request(&url), c.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        best_plugin = best_plugin.min(t.elapsed().as_secs_f64());
+        assert_eq!(c.0.load(Ordering::Relaxed), rows);
+        let c = Arc::new(Counter::default());
+        let t = Instant::now();
+        InProcess::<tributary_internal_db::InternalDb>::read(&request(&url), c.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        best_inproc = best_inproc.min(t.elapsed().as_secs_f64());
+        assert_eq!(c.0.load(Ordering::Relaxed), rows);
+    }
+    println!(
+        "connector via .so:            {:>10.0} rows/s\nconnector in-process:         {:>10.0} rows/s\nplugin boundary cost:         {:>9.1}%",
+        rows as f64 / best_plugin,
+        rows as f64 / best_inproc,
+        (best_plugin / best_inproc - 1.0) * 100.0
+    );
+    Ok(())
+}

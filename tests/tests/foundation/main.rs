@@ -1,0 +1,16 @@
+//! End-to-end tests of the foundation (issue 2), through the real binary and real `.so`
+//! plugins. One test binary: each module is one concern.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+/// `kill -9` in the middle of a large sync, then resume.
+mod crash;
+/// Sync of the internal database into SQLite and JSONL: incremental, limits, windows.
+mod internal_db;
+/// Manifests that must be refused with a clear error and nothing written.
+mod manifest_errors;
+/// Panicking, incompatible and foreign libraries.
+mod plugins;
+/// The internal-db connector against the real PostgreSQL and MariaDB services.
+mod services;
