@@ -1,14 +1,25 @@
-//! superops emulator (being written).
+//! A faithful local emulator of the SuperOps MSP GraphQL API (`POST /msp`).
+//!
+//! - [`Emulator`] serves a deterministic generated tenant ([`Tenant`]) on loopback, with
+//!   the documented quirks: `hasMore: null` on the last page, big IDs as bare numbers
+//!   inside JSON scalars, zone-less timestamps in several precisions, HTTP 400 with an
+//!   empty body for a missing subdomain, 401 for a bad token, `rate_limit_exceeded` with
+//!   HTTP 200, `SubSelectionNotAllowed` for sub-selected JSON fields.
+//! - Tests steer it: mutations ([`Emulator::open_ticket`], [`Emulator::on_request`]),
+//!   faults ([`Emulator::inject`]) and the rate limit ([`Emulator::set_rate_limit`]).
+//!
+//! ```text
+//! cargo run -p tributary-sandbox -- superops --port 8602
+//! ```
 
-/// Command-line options of `tributary-sandbox superops`.
-#[derive(Debug, clap::Args)]
-pub struct CliArgs {
-    /// Port to listen on (127.0.0.1); 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-}
+mod cli;
+mod data;
+mod exec;
+mod graphql;
+mod schema;
+mod server;
 
-/// Runs the emulator until Ctrl-C.
-pub async fn run_cli(_args: CliArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the superops emulator is not written yet")
-}
+pub use cli::{run_cli, CliArgs};
+pub use data::{epoch, fmt_time, parse_time, Tenant, TenantSize};
+pub use schema::Collection;
+pub use server::{Emulator, EmulatorConfig, Fault, RateLimit, Stats};

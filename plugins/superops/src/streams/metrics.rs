@@ -1,0 +1,373 @@
+//! Derived service-delivery streams, computed from what is extracted in the read's window.
+//!
+//! **`sla_summary`**, one row per client (key `client_id`), over tickets *created* in the
+//! window (all tickets when the window is open):
+//! - `tickets`: count; `resolved_tickets`: those with a `resolutionTime`.
+//! - `first_response_measured`: tickets whose `firstResponseViolated` is not null;
+//!   `first_response_met`: those where it is `false`;
+//!   `first_response_attainment` = met / measured (null when nothing was measured).
+//! - `resolution_measured`, `resolution_met`, `resolution_attainment`: the same with
+//!   `resolutionViolated`.
+//! - `mean_resolution_hours` = mean of (`resolutionTime` − `createdTime`) in hours over
+//!   resolved tickets (null when none).
+//!
+//! **`technician_productivity`**, one row per technician (key `technician_id`):
+//! - `worklog_entries`, `worklog_hours` (sum of `qty`, exact decimal text),
+//!   `billable_hours` (sum of `qty` where `billable`), `billable_share` = billable /
+//!   worklog hours (null when no hours), over worklog entries of both modules whose
+//!   `billDateTime` is in the window;
+//! - `tickets_resolved`: tickets assigned to the technician whose `resolutionTime` is in
+//!   the window.
+//!
+//! With a client filter, only that client's tickets count, and only TICKET-module
+//! worklogs on those tickets (PROJECT entries carry no client).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tributary_sdk::Record;
+
+use super::{client_condition, defs, full_scan, parse_row, Ctx, Scan};
+use crate::error::{Error, Result};
+use crate::json::text_of;
+use crate::time;
+
+/// Name of the per-client SLA stream.
+pub const SLA_SUMMARY: &str = "sla_summary";
+/// Name of the per-technician stream.
+pub const TECHNICIAN_PRODUCTIVITY: &str = "technician_productivity";
+/// Both derived streams.
+pub const METRIC_STREAMS: &[&str] = &[SLA_SUMMARY, TECHNICIAN_PRODUCTIVITY];
+
+/// What the metrics need of one ticket.
+#[derive(Debug, Clone)]
+pub struct TicketFact {
+    /// `ticketId`.
+    pub id: String,
+    client_id: Option<String>,
+    client_name: Option<String>,
+    tech_id: Option<String>,
+    tech_name: Option<String>,
+    created: Option<DateTime<Utc>>,
+    resolved: Option<DateTime<Utc>>,
+    fr_violated: Option<bool>,
+    res_violated: Option<bool>,
+}
+
+fn name_of(v: Option<&Value>) -> Option<String> {
+    v.and_then(|o| o.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// Scans the tickets the metrics (and client-filtered worklogs) need, once per read.
+pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Vec<TicketFact>>> {
+    ctx.facts
+        .get_or_try_init(|| async {
+            let def = defs::find("tickets").ok_or_else(|| Error::Other("tickets stream undefined".into()))?;
+            let scan = Scan::new(
+                def,
+                "ticketId client technician createdTime resolutionTime firstResponseViolated resolutionViolated",
+                ctx.config.page_size,
+            )
+            .with_sort("createdTime", false)
+            .with_condition(client_condition(&ctx.window.clients).into_iter().collect());
+            let clients = ctx.clients();
+            let mut seen = HashSet::new();
+            let mut facts = Vec::new();
+            let mut page_no = 0;
+            full_scan(ctx, &scan, |page| {
+                page_no += 1;
+                for (i, raw) in page.items.iter().enumerate() {
+                    let (_, v) = parse_row(raw, "tickets", page_no, i)?;
+                    let Some(id) = v.ticket_id.clone() else { continue };
+                    let client_id = text_of(v.client.as_ref().and_then(|c| c.get("accountId")));
+                    if let Some(cs) = &clients {
+                        if !client_id.as_deref().is_some_and(|c| cs.contains(c)) {
+                            continue;
+                        }
+                    }
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                    facts.push(TicketFact {
+                        id,
+                        client_id,
+                        client_name: name_of(v.client.as_ref()),
+                        tech_id: text_of(v.technician.as_ref().and_then(|t| t.get("userId"))),
+                        tech_name: name_of(v.technician.as_ref()),
+                        created: v.created_time.as_deref().and_then(time::parse),
+                        resolved: v.resolution_time.as_deref().and_then(time::parse),
+                        fr_violated: v.first_response_violated.as_ref().and_then(Value::as_bool),
+                        res_violated: v.resolution_violated.as_ref().and_then(Value::as_bool),
+                    });
+                }
+                Ok(true)
+            })
+            .await?;
+            Ok(Arc::new(facts))
+        })
+        .await
+        .cloned()
+}
+
+/// A decimal with six fractional digits, enough for hours and quantities, summed exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Micros(i128);
+
+impl Micros {
+    fn parse(s: &str) -> Option<Micros> {
+        let s = s.trim();
+        let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+        let (w, f) = s.split_once('.').unwrap_or((s, ""));
+        if w.is_empty() && f.is_empty()
+            || f.len() > 6
+            || !w.chars().chain(f.chars()).all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        let whole: i128 = if w.is_empty() { 0 } else { w.parse().ok()? };
+        let frac: i128 = format!("{f:0<6}").parse().ok()?;
+        let v = whole * 1_000_000 + frac;
+        Some(Micros(if neg { -v } else { v }))
+    }
+
+    fn to_text(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.abs();
+        let frac = format!("{:06}", a % 1_000_000);
+        let frac = frac.trim_end_matches('0');
+        format!("{sign}{}.{frac:0<2}", a / 1_000_000)
+    }
+
+    fn as_f64(self) -> f64 {
+        self.0 as f64 / 1e6
+    }
+}
+
+fn ratio(num: u64, den: u64) -> Value {
+    if den == 0 {
+        Value::Null
+    } else {
+        json!(num as f64 / den as f64)
+    }
+}
+
+/// Emits derived stream `name`.
+pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
+    let facts = ticket_facts(ctx).await?;
+    let window = json!({
+        "window_start": ctx.window.start.map(time::to_cursor),
+        "window_end": ctx.window.end.map(time::to_cursor),
+    });
+    let records = if name == SLA_SUMMARY {
+        sla_summary(ctx, &facts, &window)?
+    } else {
+        technician_productivity(ctx, &facts, &window).await?
+    };
+    let n = records.len();
+    let records: Vec<Record> = match ctx.window.limit {
+        Some(l) => records.into_iter().take(l as usize).collect(),
+        None => records,
+    };
+    ctx.out.records(name, records)?;
+    tracing::info!("stream {name}: {n} rows");
+    Ok(())
+}
+
+#[derive(Default)]
+struct SlaAcc {
+    name: Option<String>,
+    tickets: u64,
+    resolved: u64,
+    fr_measured: u64,
+    fr_met: u64,
+    res_measured: u64,
+    res_met: u64,
+    resolution_seconds: i64,
+}
+
+fn sla_summary(ctx: &Ctx, facts: &[TicketFact], window: &Value) -> Result<Vec<Record>> {
+    let mut by_client: BTreeMap<String, SlaAcc> = BTreeMap::new();
+    for f in facts {
+        let (Some(client), Some(created)) = (&f.client_id, f.created) else {
+            continue;
+        };
+        if !ctx.in_window(created) {
+            continue;
+        }
+        let a = by_client.entry(client.clone()).or_default();
+        a.name = a.name.take().or_else(|| f.client_name.clone());
+        a.tickets += 1;
+        if let Some(r) = f.resolved {
+            a.resolved += 1;
+            a.resolution_seconds += (r - created).num_seconds();
+        }
+        if let Some(v) = f.fr_violated {
+            a.fr_measured += 1;
+            a.fr_met += u64::from(!v);
+        }
+        if let Some(v) = f.res_violated {
+            a.res_measured += 1;
+            a.res_met += u64::from(!v);
+        }
+    }
+    by_client
+        .into_iter()
+        .map(|(client, a)| {
+            let mut row = json!({
+                "client_id": client,
+                "client_name": a.name,
+                "tickets": a.tickets,
+                "resolved_tickets": a.resolved,
+                "first_response_measured": a.fr_measured,
+                "first_response_met": a.fr_met,
+                "first_response_attainment": ratio(a.fr_met, a.fr_measured),
+                "resolution_measured": a.res_measured,
+                "resolution_met": a.res_met,
+                "resolution_attainment": ratio(a.res_met, a.res_measured),
+                "mean_resolution_hours": if a.resolved == 0 { Value::Null } else { json!(a.resolution_seconds as f64 / 3600.0 / a.resolved as f64) },
+            });
+            merge(&mut row, window);
+            Record::from_value(client, &row).map_err(|e| Error::Other(e.message))
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct TechAcc {
+    name: Option<String>,
+    entries: u64,
+    hours: Micros,
+    billable: Micros,
+    resolved: u64,
+}
+
+async fn technician_productivity(
+    ctx: &Ctx,
+    facts: &[TicketFact],
+    window: &Value,
+) -> Result<Vec<Record>> {
+    let def = defs::find("worklog_entries")
+        .ok_or_else(|| Error::Other("worklog stream undefined".into()))?;
+    let ticket_ids: Option<HashSet<&str>> = ctx
+        .clients()
+        .map(|_| facts.iter().map(|f| f.id.as_str()).collect());
+    let mut by_tech: BTreeMap<String, TechAcc> = BTreeMap::new();
+    for module in ["TICKET", "PROJECT"] {
+        if ticket_ids.is_some() && module == "PROJECT" {
+            continue;
+        }
+        let mut scan = Scan::new(
+            def,
+            "itemId billable qty billDateTime technician workItem",
+            ctx.config.page_size,
+        );
+        scan.module = Some(module);
+        let mut seen = HashSet::new();
+        let mut page_no = 0;
+        full_scan(ctx, &scan, |page| {
+            page_no += 1;
+            for (i, raw) in page.items.iter().enumerate() {
+                let (_, v) = parse_row(raw, "worklog_entries", page_no, i)?;
+                let Some(item) = v.item_id.clone() else {
+                    continue;
+                };
+                if !seen.insert(item) {
+                    continue;
+                }
+                if let Some(ids) = &ticket_ids {
+                    if !defs::worklog_ticket(&v).is_some_and(|t| ids.contains(t.as_str())) {
+                        continue;
+                    }
+                }
+                if !v
+                    .bill_date_time
+                    .as_deref()
+                    .and_then(time::parse)
+                    .is_some_and(|t| ctx.in_window(t))
+                {
+                    continue;
+                }
+                let Some(tech) = text_of(v.technician.as_ref().and_then(|t| t.get("userId")))
+                else {
+                    continue;
+                };
+                let qty = match v.qty.as_ref() {
+                    Some(Value::String(s)) => Micros::parse(s),
+                    Some(Value::Number(n)) => Micros::parse(&n.to_string()),
+                    _ => None,
+                }
+                .ok_or_else(|| Error::Malformed {
+                    context: format!("stream worklog_entries ({module}) page {page_no} row {i}"),
+                    detail: format!("qty {:?} is not a decimal", v.qty),
+                })?;
+                let a = by_tech.entry(tech).or_default();
+                a.name = a.name.take().or_else(|| name_of(v.technician.as_ref()));
+                a.entries += 1;
+                a.hours.0 += qty.0;
+                if v.billable.as_ref().and_then(Value::as_bool) == Some(true) {
+                    a.billable.0 += qty.0;
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+    }
+    for f in facts {
+        let (Some(tech), Some(resolved)) = (&f.tech_id, f.resolved) else {
+            continue;
+        };
+        if !ctx.in_window(resolved) {
+            continue;
+        }
+        let a = by_tech.entry(tech.clone()).or_default();
+        a.name = a.name.take().or_else(|| f.tech_name.clone());
+        a.resolved += 1;
+    }
+    by_tech
+        .into_iter()
+        .map(|(tech, a)| {
+            let mut row = json!({
+                "technician_id": tech,
+                "technician_name": a.name,
+                "worklog_entries": a.entries,
+                "worklog_hours": a.hours.to_text(),
+                "billable_hours": a.billable.to_text(),
+                "billable_share": if a.hours.0 == 0 { Value::Null } else { json!(a.billable.as_f64() / a.hours.as_f64()) },
+                "tickets_resolved": a.resolved,
+            });
+            merge(&mut row, window);
+            Record::from_value(tech, &row).map_err(|e| Error::Other(e.message))
+        })
+        .collect()
+}
+
+fn merge(row: &mut Value, extra: &Value) {
+    if let (Some(r), Some(e)) = (row.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Micros;
+
+    #[test]
+    fn sums_decimals_exactly() {
+        let mut total = Micros::default();
+        for s in ["0.10", "0.20", "1.25", "3"] {
+            total.0 += Micros::parse(s).map(|m| m.0).unwrap_or(-1);
+        }
+        assert_eq!(total.to_text(), "4.55");
+        assert_eq!(
+            Micros::parse("2").map(Micros::to_text).as_deref(),
+            Some("2.00")
+        );
+        assert!(Micros::parse("1.2345678").is_none());
+    }
+}

@@ -1,0 +1,362 @@
+//! Reading streams: the shared page machinery ([`Scan`], [`full_scan`]), the generic
+//! full-refresh reader for list streams, and dispatch to tickets (incremental) and the
+//! derived metric streams.
+
+mod defs;
+mod metrics;
+mod tickets;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+use tributary_sdk::{Emitter, ReadRequest, Record, SyncMode, Window};
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::json::{normalize_ids, Page, RowView};
+use crate::time;
+
+pub use defs::{find, StreamDef, STREAMS};
+pub use metrics::{METRIC_STREAMS, SLA_SUMMARY, TECHNICIAN_PRODUCTIVITY};
+pub use tickets::TicketState;
+
+use defs::Shape;
+
+/// Everything a stream reader needs.
+pub struct Ctx {
+    /// The API client.
+    pub client: Arc<Client>,
+    /// Settings.
+    pub config: Config,
+    /// Window from the manifest.
+    pub window: Window,
+    /// Output.
+    pub out: Emitter,
+    /// Ticket facts, scanned once per read when metrics or client-filtered worklogs need them.
+    facts: OnceCell<Arc<Vec<metrics::TicketFact>>>,
+}
+
+impl Ctx {
+    /// A context for one read.
+    pub fn new(client: Arc<Client>, config: Config, window: Window, out: Emitter) -> Ctx {
+        Ctx {
+            client,
+            config,
+            window,
+            out,
+            facts: OnceCell::new(),
+        }
+    }
+
+    fn clients(&self) -> Option<HashSet<&str>> {
+        (!self.window.clients.is_empty())
+            .then(|| self.window.clients.iter().map(String::as_str).collect())
+    }
+
+    fn in_window(&self, t: DateTime<Utc>) -> bool {
+        self.window.start.is_none_or(|s| t >= s) && self.window.end.is_none_or(|e| t < e)
+    }
+}
+
+/// One list query with fixed conditions, paged.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    stream: &'static str,
+    query: Arc<str>,
+    root: &'static str,
+    list_key: &'static str,
+    shape: Shape,
+    module: Option<&'static str>,
+    client_id: Option<String>,
+    condition: Option<Value>,
+    sort: Option<Value>,
+    page_size: u32,
+}
+
+impl Scan {
+    /// A scan of `def` selecting `selection`.
+    pub fn new(def: &'static StreamDef, selection: &str, page_size: u32) -> Scan {
+        let query = format!(
+            "query {root}($input: {arg}) {{ {root}(input: $input) {{ {list} {{ {selection} }} listInfo {{ page pageSize hasMore totalCount }} }} }}",
+            root = def.root,
+            arg = def.arg_type,
+            list = def.list_key,
+        );
+        Scan {
+            stream: def.name,
+            query: query.into(),
+            root: def.root,
+            list_key: def.list_key,
+            shape: def.shape,
+            module: None,
+            client_id: None,
+            condition: None,
+            sort: None,
+            page_size,
+        }
+    }
+
+    fn with_condition(mut self, operands: Vec<Value>) -> Scan {
+        self.condition = match operands.len() {
+            0 => None,
+            1 => operands.into_iter().next(),
+            _ => Some(json!({"joinOperator": "AND", "operands": operands})),
+        };
+        self
+    }
+
+    fn with_sort(mut self, attribute: &str, descending: bool) -> Scan {
+        self.sort = Some(
+            json!([{"attribute": attribute, "order": if descending { "DESC" } else { "ASC" }}]),
+        );
+        self
+    }
+
+    fn variables(&self, page: u32, page_size: u32) -> Value {
+        let mut li = json!({"page": page, "pageSize": page_size});
+        if let Some(c) = &self.condition {
+            li["condition"] = c.clone();
+        }
+        if let Some(s) = &self.sort {
+            li["sort"] = s.clone();
+        }
+        let input = match self.shape {
+            Shape::ListInfo => li,
+            Shape::Sites => match &self.client_id {
+                Some(id) => json!({"listInfo": li, "clientId": id}),
+                None => json!({"listInfo": li}),
+            },
+            Shape::Worklogs => json!({"module": self.module.unwrap_or("TICKET"), "listInfo": li}),
+        };
+        json!({"input": input})
+    }
+
+    async fn fetch(&self, client: &Client, page: u32, page_size: u32) -> Result<Page> {
+        let context = match self.module {
+            Some(m) => format!("stream {} ({} {m}) page {page}", self.stream, self.root),
+            None => format!("stream {} ({}) page {page}", self.stream, self.root),
+        };
+        client
+            .list(
+                &self.query,
+                self.root,
+                self.list_key,
+                &self.variables(page, page_size),
+                &context,
+            )
+            .await
+    }
+}
+
+/// `{"joinOperator":"OR"}` of `client.accountId is <id>` for the window's clients.
+fn client_condition(clients: &[String]) -> Option<Value> {
+    let leaves: Vec<Value> = clients
+        .iter()
+        .map(|c| json!({"attribute": "client.accountId", "operator": "is", "value": c}))
+        .collect();
+    match leaves.len() {
+        0 => None,
+        1 => leaves.into_iter().next(),
+        _ => Some(json!({"joinOperator": "OR", "operands": leaves})),
+    }
+}
+
+/// Reads every page of `scan`, fetching up to `config.concurrency` pages at once and
+/// handing them to `on_page` in page order. `on_page` returns `false` to stop early.
+///
+/// Page 1 is fetched alone to learn `totalCount`; the planned pages follow concurrently,
+/// and if the last planned page still says `hasMore: true` (rows were added) the scan
+/// continues one page at a time. It stops at the first page that does not say
+/// `hasMore: true` or is empty.
+pub async fn full_scan(
+    ctx: &Ctx,
+    scan: &Scan,
+    mut on_page: impl FnMut(Page) -> Result<bool>,
+) -> Result<()> {
+    let size = scan.page_size;
+    ctx.out.check_cancelled()?;
+    let first = scan.fetch(&ctx.client, 1, size).await?;
+    let (more, total) = (first.has_more, first.total_count);
+    if !on_page(first)? || !more {
+        return Ok(());
+    }
+    let mut planned = total.map_or(2, |t| t.div_ceil(u64::from(size)).max(2)) as u32;
+    let mut next = 2u32;
+    let mut inflight: VecDeque<tokio::task::JoinHandle<Result<Page>>> = VecDeque::new();
+    let concurrency = ctx.config.concurrency.max(1) as usize;
+    let result = loop {
+        while inflight.len() < concurrency && next <= planned {
+            let (client, scan) = (ctx.client.clone(), scan.clone());
+            let page = next;
+            inflight.push_back(tokio::spawn(async move {
+                scan.fetch(&client, page, size).await
+            }));
+            next += 1;
+        }
+        let Some(handle) = inflight.pop_front() else {
+            break Ok(());
+        };
+        let page = match handle.await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => break Err(e),
+            Err(e) => break Err(Error::Other(format!("page task failed: {e}"))),
+        };
+        if let Err(e) = ctx.out.check_cancelled() {
+            break Err(e.into());
+        }
+        let (more, empty) = (page.has_more, page.items.is_empty());
+        match on_page(page) {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+        if !more || empty {
+            break Ok(());
+        }
+        if inflight.is_empty() && next > planned {
+            planned = next;
+        }
+    };
+    for h in inflight {
+        h.abort();
+    }
+    result
+}
+
+/// Parses one raw row: normalised text plus the fields the connector reads.
+pub fn parse_row(
+    raw: &RawValue,
+    stream: &str,
+    page: u32,
+    index: usize,
+) -> Result<(String, RowView)> {
+    let text = normalize_ids(raw.get()).into_owned();
+    let view: RowView = serde_json::from_str(&text).map_err(|e| Error::Malformed {
+        context: format!("stream {stream} page {page} row {index}"),
+        detail: e.to_string(),
+    })?;
+    Ok((text, view))
+}
+
+/// Reads one stream.
+pub async fn read_stream(
+    ctx: &Ctx,
+    name: &str,
+    mode: SyncMode,
+    request: &ReadRequest,
+) -> Result<()> {
+    match name {
+        "tickets" => {
+            let state = match mode {
+                SyncMode::Incremental => request
+                    .state_of::<TicketState>("tickets")
+                    .map_err(|e| Error::Config(e.message))?,
+                SyncMode::FullRefresh => None,
+            };
+            tickets::read(ctx, state).await
+        }
+        SLA_SUMMARY | TECHNICIAN_PRODUCTIVITY => metrics::read(ctx, name).await,
+        other => match find(other) {
+            Some(def) => read_list(ctx, def).await,
+            None => Err(Error::Config(format!(
+                "unknown stream {other}; superops has {}",
+                STREAMS
+                    .iter()
+                    .map(|s| s.name)
+                    .chain(METRIC_STREAMS.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    }
+}
+
+/// A full-refresh list stream: every page, deduplicated by primary key, filtered by the
+/// window's clients and dates, at most `window.limit` records.
+async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
+    let clients = ctx.clients();
+    // Worklogs have no client; with a client filter they are kept when logged on one of
+    // that client's tickets (PROJECT entries cannot be attributed and are left out).
+    let ticket_ids: Option<HashSet<String>> = match (&clients, def.name) {
+        (Some(_), "worklog_entries") => Some(
+            metrics::ticket_facts(ctx)
+                .await?
+                .iter()
+                .map(|f| f.id.clone())
+                .collect(),
+        ),
+        _ => None,
+    };
+    let modules: &[Option<&'static str>] = if def.shape == Shape::Worklogs {
+        &[Some("TICKET"), Some("PROJECT")]
+    } else {
+        &[None]
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut emitted: u64 = 0;
+    let limit = ctx.window.limit;
+    for module in modules {
+        if limit.is_some_and(|l| emitted >= l) {
+            break;
+        }
+        let mut scan = Scan::new(def, def.selection, ctx.config.page_size);
+        scan.module = *module;
+        if let Some(sort) = def.sort {
+            scan = scan.with_sort(sort, false);
+        }
+        // The one documented server-side client filter: the sites query's clientId.
+        if def.shape == Shape::Sites && ctx.window.clients.len() == 1 {
+            scan.client_id = ctx.window.clients.first().cloned();
+        }
+        let mut page_no = 0u32;
+        full_scan(ctx, &scan, |page| {
+            page_no += 1;
+            let mut batch = Vec::with_capacity(page.items.len());
+            for (i, raw) in page.items.iter().enumerate() {
+                let (text, view) = parse_row(raw, def.name, page_no, i)?;
+                let Some(pk) = (def.pk)(&view) else {
+                    tracing::warn!(
+                        "stream {} page {page_no} row {i}: no primary key; row skipped",
+                        def.name
+                    );
+                    continue;
+                };
+                if let (Some(clients), Some(client_of)) = (&clients, def.client) {
+                    if !client_of(&view).is_some_and(|c| clients.contains(c.as_str())) {
+                        continue;
+                    }
+                }
+                if let Some(ids) = &ticket_ids {
+                    if !defs::worklog_ticket(&view).is_some_and(|t| ids.contains(&t)) {
+                        continue;
+                    }
+                }
+                if let Some(date_of) = def.date {
+                    if let Some(t) = date_of(&view).and_then(time::parse) {
+                        if !ctx.in_window(t) {
+                            continue;
+                        }
+                    }
+                }
+                if !seen.insert(pk.clone()) {
+                    continue;
+                }
+                batch.push(Record::from_json(pk, text));
+                emitted += 1;
+                if limit.is_some_and(|l| emitted >= l) {
+                    break;
+                }
+            }
+            ctx.out.records(def.name, batch)?;
+            Ok(limit.is_none_or(|l| emitted < l))
+        })
+        .await?;
+    }
+    tracing::info!("stream {}: {emitted} records", def.name);
+    Ok(())
+}
