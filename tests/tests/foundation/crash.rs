@@ -27,8 +27,8 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
         s.header(),
         s.path("internal.db").display()
     ));
-    // Create the source database first (discover creates the sample data).
-    let d = s.run(&["discover"]);
+    // Create the source database first (`check` creates the sample data).
+    let d = s.run(&["check"]);
     assert_eq!(d.code, 0, "{}", d.all());
     let src = rusqlite::Connection::open(s.path("internal.db")).unwrap();
     let total = count(&src, "service_history");

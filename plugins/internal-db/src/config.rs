@@ -1,0 +1,185 @@
+//! The `[sources.<name>.config]` table of the manifest.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::dialect::Dialect;
+use crate::error::{redact_url, Error, Result};
+use crate::sample::SampleSpec;
+
+/// Connector settings.
+///
+/// ```toml
+/// [sources.msp_db.config]
+/// url = "sqlite:data/internal.db"
+/// pool_size = 4
+/// page_size = 10000
+/// parallel_pages = 1
+/// sample_data = { clients = 50, seed = 42 }
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Database URL; the scheme picks the driver: `sqlite:path/to/file.db`,
+    /// `postgres://user:password@host:5432/db` (or `postgresql://`),
+    /// `mysql://user:password@host:3306/db` (or `mariadb://`). Use `${ENV_VAR}` in the
+    /// manifest for the password; it never appears in logs or errors.
+    pub url: String,
+    /// Largest number of open connections.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Rows per query page. Each page is emitted as one batch followed by one checkpoint.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Pages of one stream fetched at the same time (at most `pool_size`). With more than
+    /// one, the reader first walks the `(updated_at, id)` index to each page's last key and
+    /// fetches key ranges concurrently. That helps when the database is remote or has
+    /// idle cores; on a busy 2-core machine it measured slower than 1, hence the default.
+    #[serde(default = "default_parallel_pages")]
+    pub parallel_pages: u32,
+    /// Seconds to wait for a connection (or a locked SQLite file) before failing with a
+    /// transient error.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// When set and `url` is a SQLite file that does not exist yet, create it, apply the
+    /// schema and fill it with deterministic sample data. Ignored for other databases and
+    /// for files that exist.
+    #[serde(default)]
+    pub sample_data: Option<SampleSpec>,
+}
+
+/// Default [`Config::pool_size`].
+pub const fn default_pool_size() -> u32 {
+    4
+}
+
+/// Default [`Config::page_size`].
+pub const fn default_page_size() -> u32 {
+    10_000
+}
+
+/// Default [`Config::parallel_pages`].
+pub const fn default_parallel_pages() -> u32 {
+    1
+}
+
+/// Default [`Config::connect_timeout_secs`].
+pub const fn default_connect_timeout_secs() -> u64 {
+    15
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("page_size", &self.page_size)
+            .field("parallel_pages", &self.parallel_pages)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("sample_data", &self.sample_data)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Deserializes and validates the manifest's config table.
+    pub fn parse(value: Value) -> Result<Config> {
+        let config: Config =
+            serde_json::from_value(value).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks value ranges and the URL scheme, without I/O.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.url.trim().is_empty() {
+            problems.push("url must not be empty".to_string());
+        }
+        if !(1..=256).contains(&self.pool_size) {
+            problems.push(format!("pool_size must be 1..=256, got {}", self.pool_size));
+        }
+        if !(1..=1_000_000).contains(&self.page_size) {
+            problems.push(format!(
+                "page_size must be 1..=1000000, got {}",
+                self.page_size
+            ));
+        }
+        if !(1..=8).contains(&self.parallel_pages) {
+            problems.push(format!(
+                "parallel_pages must be 1..=8, got {}",
+                self.parallel_pages
+            ));
+        }
+        if !(1..=3600).contains(&self.connect_timeout_secs) {
+            problems.push(format!(
+                "connect_timeout_secs must be 1..=3600, got {}",
+                self.connect_timeout_secs
+            ));
+        }
+        if let Some(spec) = &self.sample_data {
+            if let Err(e) = spec.validate() {
+                problems.push(format!("sample_data: {e}"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.join("; ")));
+        }
+        Dialect::from_url(&self.url).map(|_| ())
+    }
+
+    /// The dialect `url` selects.
+    pub fn dialect(&self) -> Result<Dialect> {
+        Dialect::from_url(&self.url)
+    }
+
+    /// JSON Schema of the config, for `tributary spec`.
+    pub fn spec() -> Value {
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "internal-db",
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["url"],
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "description": "sqlite:path.db, postgres://user:password@host:5432/db or mysql://user:password@host:3306/db (mariadb:// also accepted)",
+                    "pattern": "^(sqlite:|postgres(ql)?://|mysql://|mariadb://)"
+                },
+                "pool_size": {"type": "integer", "minimum": 1, "maximum": 256, "default": default_pool_size(),
+                              "description": "largest number of open connections"},
+                "page_size": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": default_page_size(),
+                              "description": "rows per query page; one record batch and one checkpoint per page"},
+                "parallel_pages": {"type": "integer", "minimum": 1, "maximum": 8, "default": default_parallel_pages(),
+                              "description": "pages of one stream fetched concurrently (at most pool_size)"},
+                "connect_timeout_secs": {"type": "integer", "minimum": 1, "maximum": 3600,
+                              "default": default_connect_timeout_secs(),
+                              "description": "seconds to wait for a connection before a transient error"},
+                "sample_data": SampleSpec::json_schema(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c = Config::parse(json!({"url": "sqlite:x.db"})).expect("valid");
+        assert_eq!((c.pool_size, c.page_size), (4, 10_000));
+        assert!(c.sample_data.is_none());
+        let e = Config::parse(json!({"url": "sqlite:x.db", "pool": 3})).expect_err("unknown key");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = Config::parse(json!({"url": "sqlite:x.db", "page_size": 0})).expect_err("range");
+        assert!(e.to_string().contains("page_size"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_password() {
+        let c = Config::parse(json!({"url": "postgres://u:topsecret@h/db"})).expect("valid");
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

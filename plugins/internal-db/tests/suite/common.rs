@@ -1,0 +1,273 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tributary_internal_db::InternalDb;
+use tributary_sdk::host::{Collected, CollectingHandler, InProcess};
+use tributary_sdk::{
+    ConfiguredCatalog, ConfiguredStream, ConnectorError, ReadRequest, StreamStatus, SyncMode,
+    Window,
+};
+
+pub const STREAMS: [&str; 5] = [
+    "client_profiles",
+    "service_history",
+    "satisfaction_scores",
+    "communication_engagement",
+    "contracts",
+];
+
+/// Runs a future to completion on a fresh runtime. The connector itself must be called
+/// from outside any runtime (it blocks on its own), so tests are plain `#[test]`s.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A database that exists for one test and is dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Option<Cleanup>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Cleanup {
+    Postgres { admin_url: String, name: String },
+    MySql { admin_url: String, name: String },
+}
+
+fn unique_name() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "tributary_test_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").unwrap() + 3;
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    format!("{}/{name}{query}", &base[..path_start])
+}
+
+/// The URL of a service from the environment; `None` (with a notice) when unset outside CI.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!("{var} must be set when CI is set"),
+        _ => {
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("internal.db").display());
+        TestDb {
+            url,
+            cleanup: None,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn postgres() -> Option<TestDb> {
+        let admin_url = service_url("TRIBUTARY_TEST_POSTGRES_URL")?;
+        let name = unique_name();
+        block_on(async {
+            let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        });
+        Some(TestDb {
+            url: with_database(&admin_url, &name),
+            cleanup: Some(Cleanup::Postgres { admin_url, name }),
+            _dir: None,
+        })
+    }
+
+    pub fn mysql() -> Option<TestDb> {
+        let admin_url = service_url("TRIBUTARY_TEST_MYSQL_URL")?;
+        let name = unique_name();
+        block_on(async {
+            let mut c = sqlx::MySqlConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        });
+        Some(TestDb {
+            url: with_database(&admin_url, &name),
+            cleanup: Some(Cleanup::MySql { admin_url, name }),
+            _dir: None,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(cleanup) = self.cleanup.take() else {
+            return;
+        };
+        // Drop may run during a panic: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            block_on(async {
+                match cleanup {
+                    Cleanup::Postgres { admin_url, name } => {
+                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                            let _ = sqlx::query(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .execute(&mut c)
+                            .await;
+                        }
+                    }
+                    Cleanup::MySql { admin_url, name } => {
+                        if let Ok(mut c) = sqlx::MySqlConnection::connect(&admin_url).await {
+                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                                .execute(&mut c)
+                                .await;
+                        }
+                    }
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// One `read` call.
+#[derive(Clone)]
+pub struct Read {
+    pub config: Value,
+    pub streams: Vec<String>,
+    pub mode: SyncMode,
+    pub state: BTreeMap<String, Value>,
+    pub window: Window,
+}
+
+impl Read {
+    pub fn new(url: &str) -> Read {
+        Read {
+            config: json!({ "url": url }),
+            streams: STREAMS.iter().map(|s| s.to_string()).collect(),
+            mode: SyncMode::Incremental,
+            state: BTreeMap::new(),
+            window: Window::default(),
+        }
+    }
+
+    pub fn streams(mut self, streams: &[&str]) -> Read {
+        self.streams = streams.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn page_size(mut self, n: u32) -> Read {
+        self.config["page_size"] = json!(n);
+        self
+    }
+
+    /// Pages fetched concurrently (the pool is sized to allow it).
+    pub fn parallel_pages(mut self, n: u32) -> Read {
+        self.config["parallel_pages"] = json!(n);
+        self.config["pool_size"] = json!(n.max(2));
+        self
+    }
+
+    pub fn state(mut self, state: &BTreeMap<String, Value>) -> Read {
+        self.state = state.clone();
+        self
+    }
+
+    pub fn full_refresh(mut self) -> Read {
+        self.mode = SyncMode::FullRefresh;
+        self
+    }
+
+    pub fn window(mut self, window: Window) -> Read {
+        self.window = window;
+        self
+    }
+
+    pub fn request(&self) -> ReadRequest {
+        ReadRequest {
+            config: self.config.clone(),
+            catalog: ConfiguredCatalog {
+                streams: self
+                    .streams
+                    .iter()
+                    .map(|name| ConfiguredStream {
+                        name: name.clone(),
+                        sync_mode: self.mode,
+                    })
+                    .collect(),
+            },
+            state: self.state.clone(),
+            window: self.window.clone(),
+        }
+    }
+
+    pub fn try_run(&self) -> (Result<(), ConnectorError>, Collected) {
+        let handler = CollectingHandler::new();
+        let result = InProcess::<InternalDb>::read(&self.request(), handler.clone());
+        (result, handler.collected())
+    }
+
+    /// Runs the read and asserts that every stream completed.
+    pub fn run(&self) -> Collected {
+        let (result, collected) = self.try_run();
+        result.unwrap();
+        for s in &self.streams {
+            assert_eq!(
+                collected.status.get(s),
+                Some(&StreamStatus::Complete),
+                "stream {s}: {:?}",
+                collected.status.get(s)
+            );
+        }
+        collected
+    }
+}
+
+/// Records of `stream` (empty when none arrived).
+pub fn records(c: &Collected, stream: &str) -> Vec<tributary_sdk::host::CollectedRecord> {
+    c.records.get(stream).cloned().unwrap_or_default()
+}
+
+/// Primary keys of `stream`, asserting they are unique.
+pub fn unique_pks(c: &Collected, stream: &str) -> BTreeSet<String> {
+    let recs = records(c, stream);
+    let pks: BTreeSet<String> = recs.iter().map(|r| r.pk.clone()).collect();
+    assert_eq!(pks.len(), recs.len(), "duplicate records in {stream}");
+    pks
+}
+
+/// The record's data as JSON.
+pub fn data(r: &tributary_sdk::host::CollectedRecord) -> Value {
+    serde_json::from_str(&r.data).unwrap_or_else(|e| panic!("bad JSON {e}: {}", r.data))
+}
+
+/// Total records over all streams.
+pub fn total(c: &Collected) -> usize {
+    c.records.values().map(Vec::len).sum()
+}

@@ -1,0 +1,31 @@
+use super::common::TestDb;
+use super::scenarios;
+
+macro_rules! pg_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let Some(db) = TestDb::postgres() else { return };
+            scenarios::$name(&db.url);
+        }
+    )*};
+}
+
+pg_tests!(
+    check,
+    incremental,
+    equal_timestamp_paging,
+    window_bounds,
+    limit,
+    client_filter,
+    same_data_as_sqlite,
+);
+
+#[test]
+fn migrate_is_idempotent() {
+    let Some(db) = TestDb::postgres() else { return };
+    super::common::block_on(async {
+        tributary_internal_db::migrate(&db.url).await.unwrap();
+        tributary_internal_db::migrate(&db.url).await.unwrap();
+    });
+}
