@@ -164,7 +164,7 @@ impl Destination for JsonlDestination {
                 b",\"_deleted\":false,\"data\":"
             });
             line.extend_from_slice(r.data.as_bytes());
-            line.push(b'\n');
+            line.extend_from_slice(b"}\n");
             if let Err(e) = file.writer.write_all(&line) {
                 result = Err(io_err(format!("cannot write {name}"))(e));
                 break;
