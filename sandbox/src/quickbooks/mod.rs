@@ -1,14 +1,26 @@
-//! quickbooks emulator (being written).
+//! A faithful local emulator of the QuickBooks Online Accounting API v3.
+//!
+//! It serves `/v3/company/{realm}/query` (GET and POST), `/cdc`,
+//! `/reports/TransactionList`, `/companyinfo/{id}` and the OAuth token endpoint
+//! (`/oauth2/v1/tokens/bearer`) on loopback, from deterministic generated data, and
+//! reproduces the documented quirks: rotating refresh tokens (the superseded one gets
+//! `invalid_grant`), expiring access tokens answered with the lower-case 401 envelope,
+//! XML 429 bodies with no `Retry-After`, hidden inactive list rows, the 1000-row
+//! `MAXRESULTS` limit, CDC deleted stubs and its 1000-object cap, `Lat: "INVALID"` and
+//! JAXB leftovers. Tests drive it through [`Emulator`]; users run it with
+//! `cargo run -p tributary-sandbox -- quickbooks --port 8601`.
 
-/// Command-line options of `tributary-sandbox quickbooks`.
-#[derive(Debug, clap::Args)]
-pub struct CliArgs {
-    /// Port to listen on (127.0.0.1); 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-}
+mod auth;
+mod cli;
+mod config;
+mod data;
+mod faults;
+mod handle;
+mod query;
+mod report;
+mod server;
 
-/// Runs the emulator until Ctrl-C.
-pub async fn run_cli(_args: CliArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the quickbooks emulator is not written yet")
-}
+pub use cli::{run_cli, CliArgs};
+pub use config::{Counts, EmulatorConfig, FaultKind, FaultSpec, Limits};
+pub use handle::Emulator;
+pub use server::{Stats, CDC_CAP, CDC_MAX_AGE_DAYS};

@@ -1,0 +1,248 @@
+//! OAuth 2.0 tokens, refreshed single-flight. Every refresh response's refresh token is
+//! handed to the host (a `ConfigUpdate` control message, persisted atomically before the
+//! call returns) before the new access token is used: if the process dies right after a
+//! rotation, the next run still holds the live refresh token.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tributary_sdk::toolkit::Backoff;
+use tributary_sdk::{ControlMessage, Emitter};
+
+use crate::config::Config;
+use crate::error::{oauth_error, Error, Result};
+
+/// Refresh this long before the access token expires.
+const EARLY_REFRESH: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default)]
+struct State {
+    access: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    refresh: String,
+    /// Bumped on every refresh; a 401 for generation `g` refreshes only if no one else
+    /// already did since `g` (single flight).
+    generation: u64,
+    /// Set after `invalid_grant`, so concurrent streams fail fast instead of retrying.
+    dead: bool,
+}
+
+/// The token holder for one realm.
+#[derive(Debug)]
+pub struct Tokens {
+    state: Mutex<State>,
+    http: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    realm: String,
+    out: Emitter,
+    backoff: Backoff,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Tokens {
+    /// Tokens from the config (an access token from an earlier run is reused while valid).
+    pub fn new(config: &Config, http: reqwest::Client, out: Emitter, backoff: Backoff) -> Self {
+        let expires_at = config
+            .access_token_expires_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Tokens {
+            state: Mutex::new(State {
+                access: config
+                    .access_token
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .filter(|s| !s.is_empty()),
+                // Without a known expiry, trust the token until a 401 says otherwise.
+                expires_at,
+                refresh: config.refresh_token.expose().to_string(),
+                generation: 0,
+                dead: false,
+            }),
+            http,
+            token_url: config.token_url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.expose().to_string(),
+            realm: config.realm_id.clone(),
+            out,
+            backoff,
+        }
+    }
+
+    /// A usable access token and its generation, refreshing first if it is missing or
+    /// about to expire.
+    pub async fn access(&self) -> Result<(String, u64)> {
+        let mut st = self.state.lock().await;
+        let fresh = match (&st.access, st.expires_at) {
+            (Some(_), Some(exp)) => {
+                exp - chrono::Duration::from_std(EARLY_REFRESH).unwrap_or_default() > Utc::now()
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !fresh {
+            self.refresh_locked(&mut st).await?;
+        }
+        match &st.access {
+            Some(a) => Ok((a.clone(), st.generation)),
+            None => Err(Error::TokenEndpoint {
+                status: 0,
+                error: "no access token issued".into(),
+                retryable: false,
+            }),
+        }
+    }
+
+    /// Called after a 401 with the token of generation `seen`: refreshes unless another
+    /// request already did, then returns the current token.
+    pub async fn after_rejection(&self, seen: u64) -> Result<(String, u64)> {
+        let mut st = self.state.lock().await;
+        if st.generation == seen {
+            self.refresh_locked(&mut st).await?;
+        }
+        match &st.access {
+            Some(a) => Ok((a.clone(), st.generation)),
+            None => Err(Error::TokenEndpoint {
+                status: 0,
+                error: "no access token issued".into(),
+                retryable: false,
+            }),
+        }
+    }
+
+    async fn refresh_locked(&self, st: &mut State) -> Result<()> {
+        if st.dead {
+            return Err(Error::InvalidGrant {
+                realm: self.realm.clone(),
+            });
+        }
+        let mut attempt = 1;
+        let response = loop {
+            match self.call_token_endpoint(&st.refresh).await {
+                Ok(r) => break r,
+                Err(Error::TokenEndpoint {
+                    retryable: true,
+                    status,
+                    error,
+                }) if attempt < self.backoff.max_attempts => {
+                    let delay = self.backoff.delay(attempt);
+                    tracing::warn!(
+                        attempt,
+                        status,
+                        delay_ms = delay.as_millis() as u64,
+                        "token refresh failed ({error}); retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    if matches!(e, Error::InvalidGrant { .. }) {
+                        st.dead = true;
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let refresh = response.refresh_token.unwrap_or_else(|| st.refresh.clone());
+        let expires_at =
+            Utc::now() + chrono::Duration::seconds(response.expires_in.unwrap_or(3600) as i64);
+        let rotated = refresh != st.refresh;
+        // Persist first, use after: the old refresh token may already be dead.
+        let mut values = BTreeMap::new();
+        values.insert("refresh_token".to_string(), refresh.clone());
+        values.insert("access_token".to_string(), response.access_token.clone());
+        values.insert(
+            "access_token_expires_at".to_string(),
+            expires_at.to_rfc3339(),
+        );
+        self.out
+            .control(&ControlMessage::ConfigUpdate { values })
+            .map_err(|e| Error::Persist(e.message))?;
+        st.refresh = refresh;
+        st.access = Some(response.access_token);
+        st.expires_at = Some(expires_at);
+        st.generation += 1;
+        tracing::info!(realm = %self.realm, rotated, generation = st.generation, "refreshed the access token; new credentials persisted");
+        Ok(())
+    }
+
+    async fn call_token_endpoint(&self, refresh: &str) -> Result<TokenResponse> {
+        let response = self
+            .http
+            .post(&self.token_url)
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+            .send()
+            .await
+            .map_err(|e| Error::TokenEndpoint {
+                status: 0,
+                error: transport_message(&e),
+                retryable: true,
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| Error::TokenEndpoint {
+            status,
+            error: transport_message(&e),
+            retryable: true,
+        })?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice::<TokenResponse>(&body).map_err(|e| {
+                Error::TokenEndpoint {
+                    status,
+                    error: format!("unreadable token response: {e}"),
+                    retryable: false,
+                }
+            });
+        }
+        let error = oauth_error(&body).unwrap_or_else(|| "no OAuth error in body".to_string());
+        Err(match error.as_str() {
+            "invalid_grant" => Error::InvalidGrant {
+                realm: self.realm.clone(),
+            },
+            "invalid_client" => Error::InvalidClient,
+            _ => Error::TokenEndpoint {
+                status,
+                error,
+                retryable: status >= 500 || status == 429,
+            },
+        })
+    }
+}
+
+/// A transport error without the URL (a token URL has no secrets, but API URLs carry
+/// queries we do not want repeated in every message).
+pub fn transport_message(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection broke while reading the body"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {detail}")
+    }
+}

@@ -1,0 +1,775 @@
+//! The connector, in process (through the same glue as the plugin), against the
+//! QuickBooks emulator. Each test starts its own emulator on a free port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tributary_quickbooks::QuickBooks;
+use tributary_sandbox::quickbooks::{
+    Counts, Emulator, EmulatorConfig, FaultKind, FaultSpec, Limits,
+};
+use tributary_sdk::host::{Collected, CollectingHandler, HostHandler, InProcess, RecordBatch};
+use tributary_sdk::{
+    ConfiguredCatalog, ConfiguredStream, ConnectorError, ControlMessage, ErrorKind, LogLevel,
+    ReadRequest, StreamStatus, SyncMode, Window,
+};
+
+const ENTITY_STREAMS: &[(&str, &str)] = &[
+    ("invoices", "Invoice"),
+    ("payments", "Payment"),
+    ("purchases", "Purchase"),
+    ("bills", "Bill"),
+    ("deposits", "Deposit"),
+    ("customers", "Customer"),
+    ("vendors", "Vendor"),
+    ("accounts", "Account"),
+    ("items", "Item"),
+    ("credit_memos", "CreditMemo"),
+    ("sales_receipts", "SalesReceipt"),
+    ("journal_entries", "JournalEntry"),
+];
+const TRANSACTIONS: &[&str] = &[
+    "Invoice",
+    "Payment",
+    "Purchase",
+    "Bill",
+    "Deposit",
+    "CreditMemo",
+    "SalesReceipt",
+    "JournalEntry",
+];
+
+/// The SDK replaces the panic hook when the plugin runtime starts (right for a cdylib,
+/// but in a test binary it hides assertion messages); start it, then restore a printing
+/// hook.
+fn restore_panic_messages() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cfg =
+            json!({"realm_id": "1", "client_id": "c", "client_secret": "s", "refresh_token": "r"});
+        let _ = InProcess::<QuickBooks>::discover(&cfg, CollectingHandler::new());
+        std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+    });
+}
+
+fn emulator(counts: Counts) -> Arc<Emulator> {
+    restore_panic_messages();
+    Arc::new(
+        Emulator::start(EmulatorConfig {
+            counts,
+            ..EmulatorConfig::default()
+        })
+        .expect("emulator starts"),
+    )
+}
+
+/// A connector config for `emu` tuned for tests: no client budget, quick retries.
+fn config(emu: &Emulator, extra: Value) -> Value {
+    let mut c = emu.connector_config();
+    let defaults = json!({"page_size": 25, "requests_per_minute": 0, "requests_per_second": 0, "retry_after_default_secs": 1,
+        "backoff_initial_ms": 10, "backoff_max_ms": 100, "request_timeout_secs": 5});
+    for source in [defaults, extra] {
+        if let (Some(c), Some(o)) = (c.as_object_mut(), source.as_object()) {
+            for (k, v) in o {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    c
+}
+
+fn request(
+    config: &Value,
+    streams: &[&str],
+    mode: SyncMode,
+    state: &BTreeMap<String, Value>,
+) -> ReadRequest {
+    ReadRequest {
+        config: config.clone(),
+        catalog: ConfiguredCatalog {
+            streams: streams
+                .iter()
+                .map(|s| ConfiguredStream {
+                    name: (*s).to_string(),
+                    sync_mode: mode,
+                })
+                .collect(),
+        },
+        state: state.clone(),
+        window: Window::default(),
+    }
+}
+
+fn read(req: &ReadRequest) -> (Result<(), ConnectorError>, Collected) {
+    let handler = CollectingHandler::new();
+    let result = InProcess::<QuickBooks>::read(req, handler.clone());
+    (result, handler.collected())
+}
+
+/// Applies the ConfigUpdate messages of a run to the config, as the host does.
+fn rotate(config: &mut Value, collected: &Collected) {
+    for m in &collected.control {
+        let ControlMessage::ConfigUpdate { values } = m;
+        for (k, v) in values {
+            config[k.as_str()] = json!(v);
+        }
+    }
+}
+
+fn all_streams() -> Vec<&'static str> {
+    let mut v: Vec<&str> = ENTITY_STREAMS.iter().map(|(s, _)| *s).collect();
+    v.extend(["transaction_list", "deleted_objects"]);
+    v
+}
+
+fn pks(c: &Collected, stream: &str) -> Vec<String> {
+    c.records
+        .get(stream)
+        .map(|r| r.iter().map(|r| r.pk.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn assert_unique(c: &Collected, stream: &str) {
+    let p = pks(c, stream);
+    let set: BTreeSet<&String> = p.iter().collect();
+    assert_eq!(set.len(), p.len(), "duplicates in {stream}");
+}
+
+#[test]
+fn discover_lists_every_stream_with_key_and_cursor() {
+    let emu = emulator(Counts::default());
+    let catalog =
+        InProcess::<QuickBooks>::discover(&config(&emu, json!({})), CollectingHandler::new())
+            .expect("discover");
+    let names: Vec<&str> = catalog.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, all_streams());
+    for s in &catalog.streams {
+        assert!(!s.primary_key.is_empty());
+        assert!(s.cursor_field.is_some());
+        assert_eq!(s.json_schema["type"], "object");
+    }
+    assert_eq!(
+        InProcess::<QuickBooks>::info().expect("info").name,
+        "quickbooks"
+    );
+}
+
+#[test]
+fn check_authenticates_and_rejects_bad_client_credentials() {
+    let emu = emulator(Counts::default());
+    let handler = CollectingHandler::new();
+    InProcess::<QuickBooks>::check(&config(&emu, json!({})), handler.clone())
+        .expect("check passes");
+    assert_eq!(
+        handler.collected().control.len(),
+        1,
+        "the refresh during check is persisted"
+    );
+    let e = InProcess::<QuickBooks>::check(
+        &config(&emu, json!({"client_secret": "wrong"})),
+        CollectingHandler::new(),
+    )
+    .expect_err("bad secret");
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("invalid_client"), "{}", e.message);
+}
+
+#[test]
+fn full_sync_has_exact_counts_and_untouched_objects() {
+    let emu = emulator(Counts::default());
+    let cfg = config(&emu, json!({}));
+    let (result, c) = read(&request(
+        &cfg,
+        &all_streams(),
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    result.expect("sync succeeds");
+    for (stream, entity) in ENTITY_STREAMS {
+        assert_eq!(pks(&c, stream).len(), emu.count(entity), "{stream}");
+        assert_unique(&c, stream);
+        assert!(
+            matches!(c.status.get(*stream), Some(StreamStatus::Complete)),
+            "{stream}"
+        );
+    }
+    let transactions: usize = TRANSACTIONS.iter().map(|e| emu.count(e)).sum();
+    assert_eq!(pks(&c, "transaction_list").len(), transactions);
+    assert_unique(&c, "transaction_list");
+    assert_eq!(pks(&c, "deleted_objects").len(), 0);
+    // Objects pass through exactly, quirks included.
+    for r in &c.records["payments"] {
+        let data: Value = serde_json::from_str(&r.data).expect("json");
+        assert_eq!(Some(data.clone()), emu.object("Payment", &r.pk));
+        assert!(r.data.contains("javax.xml.bind.JAXBElement$GlobalScope"));
+        assert_eq!(
+            r.cursor.as_deref(),
+            data["MetaData"]["LastUpdatedTime"].as_str()
+        );
+    }
+    assert!(c.records["customers"]
+        .iter()
+        .any(|r| r.data.contains("\"Lat\":\"INVALID\"")));
+    assert!(
+        c.records["customers"]
+            .iter()
+            .any(|r| r.data.contains("\"Active\":false")),
+        "inactive customers are read"
+    );
+    for (stream, _) in ENTITY_STREAMS {
+        assert!(
+            c.state
+                .get(*stream)
+                .is_some_and(|s| s["last_updated"].is_string()),
+            "{stream} has a position"
+        );
+    }
+}
+
+#[test]
+fn incremental_after_creates_updates_deletes_has_no_duplicates_or_misses() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({}));
+    let streams = ["invoices", "customers", "deleted_objects"];
+    let (r1, c1) = read(&request(
+        &cfg,
+        &streams,
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("first run");
+    rotate(&mut cfg, &c1);
+    assert_eq!(pks(&c1, "invoices").len(), emu.count("Invoice"));
+
+    let invoices = emu.ids("Invoice");
+    let created = emu.create("Invoice", 5);
+    let updated: Vec<String> = invoices[..3].to_vec();
+    for id in &updated {
+        assert!(emu.update("Invoice", id));
+    }
+    let deleted: Vec<String> = invoices[10..12].to_vec();
+    for id in &deleted {
+        assert!(emu.delete("Invoice", id));
+    }
+    let customers = emu.ids("Customer");
+    assert!(emu.update("Customer", &customers[0]));
+    assert!(emu.delete("Customer", &customers[1]));
+
+    let (r2, c2) = read(&request(&cfg, &streams, SyncMode::Incremental, &c1.state));
+    r2.expect("second run");
+    rotate(&mut cfg, &c2);
+    let got: BTreeSet<String> = pks(&c2, "invoices").into_iter().collect();
+    let want: BTreeSet<String> = created
+        .iter()
+        .chain(&updated)
+        .chain(&deleted)
+        .cloned()
+        .collect();
+    assert_eq!(got, want);
+    assert_unique(&c2, "invoices");
+    let deletions: BTreeSet<String> = c2.records["invoices"]
+        .iter()
+        .filter(|r| r.deleted)
+        .map(|r| r.pk.clone())
+        .collect();
+    assert_eq!(deletions, deleted.iter().cloned().collect());
+    assert!(
+        c2.logs.iter().any(|l| l.contains("through CDC")),
+        "incremental uses CDC: {:?}",
+        c2.logs
+    );
+    let cust: BTreeSet<String> = pks(&c2, "customers").into_iter().collect();
+    assert_eq!(cust, customers[..2].iter().cloned().collect());
+    let inactive = c2.records["customers"]
+        .iter()
+        .find(|r| r.pk == customers[1])
+        .expect("deleted customer");
+    assert!(
+        inactive.data.contains("\"Active\":false") && !inactive.deleted,
+        "list deletes are inactive updates"
+    );
+    let gone: BTreeSet<String> = pks(&c2, "deleted_objects").into_iter().collect();
+    let want_gone: BTreeSet<String> = deleted
+        .iter()
+        .map(|id| format!("[\"Invoice\",\"{id}\"]"))
+        .collect();
+    assert_eq!(gone, want_gone);
+
+    // Nothing changed: nothing read.
+    let (r3, c3) = read(&request(&cfg, &streams, SyncMode::Incremental, &c2.state));
+    r3.expect("third run");
+    for s in streams {
+        assert_eq!(pks(&c3, s).len(), 0, "{s} re-emitted records");
+    }
+}
+
+#[test]
+fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
+    let emu = emulator(Counts {
+        invoices: 2600,
+        ..Counts::invoices_only(0)
+    });
+    let mut cfg = config(&emu, json!({"page_size": 200}));
+    // Old enough for the query API: 2,600 objects in one second.
+    let old = Utc::now() - chrono::Duration::days(60);
+    emu.set_timestamps(Some("Invoice"), old);
+    let (r1, c1) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("first run");
+    rotate(&mut cfg, &c1);
+    assert_eq!(pks(&c1, "invoices").len(), 2600);
+    assert_unique(&c1, "invoices");
+
+    // New objects written in that same second must not be missed (a `>` cursor would).
+    let late = emu.create("Invoice", 3);
+    emu.set_timestamps(Some("Invoice"), old);
+    let (r2, c2) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c1.state,
+    ));
+    r2.expect("second run");
+    rotate(&mut cfg, &c2);
+    let got: BTreeSet<String> = pks(&c2, "invoices").into_iter().collect();
+    assert_eq!(
+        got,
+        late.iter().cloned().collect(),
+        "exactly the late objects"
+    );
+
+    // The same inside the CDC window, where one second holds more than the 1,000 cap.
+    let recent = Utc::now() - chrono::Duration::hours(2);
+    emu.set_timestamps(Some("Invoice"), recent);
+    let (r3, c3) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c2.state,
+    ));
+    r3.expect("third run");
+    rotate(&mut cfg, &c3);
+    assert_eq!(
+        pks(&c3, "invoices").len(),
+        2603,
+        "re-stamped objects are changes"
+    );
+    assert_unique(&c3, "invoices");
+    let more = emu.create("Invoice", 4);
+    emu.set_timestamps(Some("Invoice"), recent);
+    let (r4, c4) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c3.state,
+    ));
+    r4.expect("fourth run");
+    let got: BTreeSet<String> = pks(&c4, "invoices").into_iter().collect();
+    assert_eq!(got, more.iter().cloned().collect());
+}
+
+#[test]
+fn cdc_window_over_the_cap_is_split_not_truncated() {
+    let emu = emulator(Counts {
+        invoices: 30,
+        ..Counts::invoices_only(0)
+    });
+    let mut cfg = config(&emu, json!({}));
+    let (r1, c1) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("first run");
+    rotate(&mut cfg, &c1);
+    let created = emu.create("Invoice", 2500);
+    let base = Utc::now() - chrono::Duration::hours(6);
+    for (i, id) in created.iter().enumerate() {
+        assert!(emu.set_timestamp(
+            "Invoice",
+            id,
+            base + chrono::Duration::seconds((i / 7) as i64)
+        ));
+    }
+    let (r2, c2) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c1.state,
+    ));
+    r2.expect("second run");
+    let got: BTreeSet<String> = pks(&c2, "invoices").into_iter().collect();
+    assert_eq!(got, created.into_iter().collect::<BTreeSet<_>>());
+    assert_unique(&c2, "invoices");
+    assert!(
+        c2.logs.iter().any(|l| l.contains("splitting the window")),
+        "{:#?}",
+        c2.logs
+    );
+}
+
+/// Checks, when a rotated token is handed over, that the emulator has not seen its new
+/// access token yet: persistence precedes use.
+struct OrderingHandler {
+    inner: Arc<CollectingHandler>,
+    emu: Arc<Emulator>,
+    violations: Mutex<Vec<String>>,
+}
+
+impl HostHandler for OrderingHandler {
+    fn records(&self, stream: &str, batch: RecordBatch) -> Result<(), String> {
+        self.inner.records(stream, batch)
+    }
+    fn state(&self, stream: &str, state: &str) -> Result<(), String> {
+        self.inner.state(stream, state)
+    }
+    fn control(&self, message: ControlMessage) -> Result<(), String> {
+        let ControlMessage::ConfigUpdate { values } = &message;
+        if let Some(token) = values.get("access_token") {
+            if self.emu.access_token_used(token) {
+                self.violations
+                    .lock()
+                    .expect("lock")
+                    .push("access token used before it was persisted".into());
+            }
+        }
+        if values.get("refresh_token").map(String::as_str)
+            != Some(self.emu.current_refresh_token().as_str())
+        {
+            self.violations
+                .lock()
+                .expect("lock")
+                .push("persisted refresh token is not the live one".into());
+        }
+        self.inner.control(message)
+    }
+    fn stream_status(&self, stream: &str, status: StreamStatus) {
+        self.inner.stream_status(stream, status)
+    }
+    fn log(&self, level: LogLevel, target: &str, message: &str) {
+        self.inner.log(level, target, message)
+    }
+    fn log_level(&self) -> LogLevel {
+        LogLevel::Debug
+    }
+}
+
+#[test]
+fn token_expiry_mid_sync_rotates_and_persists_before_use() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({"page_size": 10}));
+    emu.expire_access_tokens_after(4);
+    let handler = Arc::new(OrderingHandler {
+        inner: CollectingHandler::new(),
+        emu: emu.clone(),
+        violations: Mutex::new(Vec::new()),
+    });
+    let req = request(
+        &cfg,
+        &["invoices", "customers"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    );
+    InProcess::<QuickBooks>::read(&req, handler.clone()).expect("sync survives the expiry");
+    let c = handler.inner.collected();
+    assert!(
+        handler.violations.lock().expect("lock").is_empty(),
+        "{:?}",
+        handler.violations.lock().expect("lock")
+    );
+    assert_eq!(
+        c.control.len(),
+        2,
+        "initial refresh plus one after the expiry (single flight)"
+    );
+    assert!(emu.stats().auth_failures >= 1);
+    assert_eq!(pks(&c, "invoices").len(), emu.count("Invoice"));
+    assert_eq!(pks(&c, "customers").len(), emu.count("Customer"));
+
+    // A process killed after the rotation restarts from the persisted token: it works,
+    // and the original one is dead.
+    rotate(&mut cfg, &c);
+    cfg.as_object_mut().expect("object").remove("access_token");
+    InProcess::<QuickBooks>::check(&cfg, CollectingHandler::new())
+        .expect("persisted refresh token authenticates");
+    let stale = config(&emu, json!({}));
+    let e = InProcess::<QuickBooks>::check(&stale, CollectingHandler::new())
+        .expect_err("the superseded token is dead");
+    assert_eq!(e.kind, ErrorKind::Config);
+}
+
+#[test]
+fn invalid_grant_is_a_clear_config_error_and_loses_nothing() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({}));
+    let (r1, c1) = read(&request(
+        &cfg,
+        &["invoices", "customers"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("first run");
+    rotate(&mut cfg, &c1);
+    cfg.as_object_mut().expect("object").remove("access_token");
+    emu.revoke_refresh_token();
+    let (r2, c2) = read(&request(
+        &cfg,
+        &["invoices", "customers"],
+        SyncMode::Incremental,
+        &c1.state,
+    ));
+    let e = r2.expect_err("revoked");
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(
+        e.message.contains("invalid_grant") && e.message.contains("reconnect"),
+        "{}",
+        e.message
+    );
+    assert!(c2.records.values().all(Vec::is_empty));
+    assert!(c2.checkpoints.is_empty(), "state is left as it was");
+    assert_eq!(
+        emu.stats().invalid_grants,
+        1,
+        "single flight: one refresh attempt for two streams"
+    );
+}
+
+#[test]
+fn throttling_stays_under_the_budget_with_production_limits() {
+    let emu = emulator(Counts::default());
+    emu.set_limits(Limits::production());
+    // The connector's default budget matches the production limits.
+    let cfg = config(
+        &emu,
+        json!({"page_size": 8, "requests_per_minute": 500, "requests_per_second": 10, "max_concurrency": 10}),
+    );
+    let streams = ["invoices", "payments", "customers", "purchases", "bills"];
+    let (r, c) = read(&request(
+        &cfg,
+        &streams,
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r.expect("sync");
+    let stats = emu.stats();
+    assert_eq!(stats.throttled, 0, "no 429 under the budget");
+    assert!(stats.requests > 20);
+    assert!(stats.max_in_flight <= 10);
+    for s in streams {
+        assert!(!pks(&c, s).is_empty());
+    }
+}
+
+#[test]
+fn a_tighter_server_limit_still_completes() {
+    let emu = emulator(Counts::default());
+    emu.set_limits(Limits {
+        per_minute: 0,
+        minute_window: Duration::from_secs(60),
+        per_second: 4,
+        concurrency: 2,
+        throttle_with_403: true,
+    });
+    emu.inject(FaultSpec::next(FaultKind::ThrottleRetryAfter(1), 1));
+    emu.inject(FaultSpec::next(FaultKind::ThrottleJson403, 1).skip(2));
+    let cfg = config(
+        &emu,
+        json!({"page_size": 30, "requests_per_second": 10, "max_concurrency": 10, "max_throttle_retries": 30}),
+    );
+    let streams = ["invoices", "payments", "customers", "vendors"];
+    let (r, c) = read(&request(
+        &cfg,
+        &streams,
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r.expect("sync completes despite throttling");
+    assert!(emu.stats().throttled > 0, "the emulator did throttle");
+    for (s, e) in [
+        ("invoices", "Invoice"),
+        ("payments", "Payment"),
+        ("customers", "Customer"),
+        ("vendors", "Vendor"),
+    ] {
+        assert_eq!(pks(&c, s).len(), emu.count(e), "{s}");
+        assert_unique(&c, s);
+    }
+}
+
+#[test]
+fn server_errors_and_timeouts_are_retried() {
+    let emu = emulator(Counts::default());
+    emu.inject(FaultSpec::next(FaultKind::Status(503), 2));
+    emu.inject(FaultSpec::next(FaultKind::Status(500), 1).matching("FROM Customer"));
+    emu.inject(
+        FaultSpec::next(FaultKind::Slow(Duration::from_secs(3)), 1)
+            .matching("FROM Invoice")
+            .skip(1),
+    );
+    let cfg = config(&emu, json!({"request_timeout_secs": 1}));
+    let (r, c) = read(&request(
+        &cfg,
+        &["invoices", "customers"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r.expect("recovers");
+    assert_eq!(pks(&c, "invoices").len(), emu.count("Invoice"));
+    assert_eq!(pks(&c, "customers").len(), emu.count("Customer"));
+    assert_unique(&c, "invoices");
+    assert!(
+        c.logs.iter().any(|l| l.contains("timed out")),
+        "the slow response timed out"
+    );
+}
+
+#[test]
+fn malformed_json_is_a_data_error_naming_stream_and_position() {
+    let emu = emulator(Counts::default());
+    emu.inject(
+        FaultSpec::next(FaultKind::MalformedJson, u32::MAX)
+            .matching("FROM Invoice")
+            .skip(1),
+    );
+    let cfg = config(&emu, json!({}));
+    let (r, c) = read(&request(
+        &cfg,
+        &["invoices", "customers"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    let e = r.expect_err("malformed");
+    assert_eq!(e.kind, ErrorKind::Data);
+    assert!(
+        e.message.contains("invoices") && e.message.contains("STARTPOSITION"),
+        "{}",
+        e.message
+    );
+    match c.status.get("invoices") {
+        Some(StreamStatus::Incomplete { error }) => assert_eq!(error.kind, ErrorKind::Data),
+        other => panic!("invoices status {other:?}"),
+    }
+    // The first page was checkpointed; the other stream completed.
+    assert_eq!(pks(&c, "invoices").len(), 25);
+    assert!(c.state.contains_key("invoices"));
+    assert!(matches!(
+        c.status.get("customers"),
+        Some(StreamStatus::Complete)
+    ));
+}
+
+#[test]
+fn secrets_never_appear_in_logs_or_errors() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({"page_size": 15}));
+    emu.expire_access_tokens_after(3);
+    let (r1, c1) = read(&request(
+        &cfg,
+        &["invoices", "customers"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("sync");
+    rotate(&mut cfg, &c1);
+    emu.revoke_refresh_token();
+    emu.expire_access_tokens();
+    let (r2, c2) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c1.state,
+    ));
+    let e = r2.expect_err("revoked");
+    let mut text = format!("{e} {e:?}");
+    for c in [&c1, &c2] {
+        text.push_str(&c.logs.join("\n"));
+        text.push_str(&format!("{:?}", c.status));
+    }
+    let parsed = tributary_quickbooks::config::Config::from_value(cfg.clone()).expect("config");
+    text.push_str(&format!("{parsed:?}"));
+    let mut secrets = emu.issued_secrets();
+    secrets.push(emu.client_secret().to_string());
+    assert!(secrets.len() >= 4);
+    for s in secrets {
+        assert!(!text.contains(&s), "secret leaked");
+    }
+}
+
+#[test]
+fn limit_window_and_client_filter() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({"page_size": 10}));
+    let mut req = request(&cfg, &["invoices"], SyncMode::Incremental, &BTreeMap::new());
+    req.window.limit = Some(17);
+    let (r1, c1) = read(&req);
+    r1.expect("limited run");
+    rotate(&mut cfg, &c1);
+    assert_eq!(pks(&c1, "invoices").len(), 17);
+    // The rest follows exactly.
+    let (r2, c2) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c1.state,
+    ));
+    r2.expect("rest");
+    rotate(&mut cfg, &c2);
+    let all: BTreeSet<String> = pks(&c1, "invoices")
+        .into_iter()
+        .chain(pks(&c2, "invoices"))
+        .collect();
+    assert_eq!(all.len(), emu.count("Invoice"));
+    assert_eq!(
+        pks(&c1, "invoices").len() + pks(&c2, "invoices").len(),
+        emu.count("Invoice")
+    );
+
+    // One client's invoices and customer record.
+    let invoice = emu
+        .object("Invoice", &emu.ids("Invoice")[0])
+        .expect("invoice");
+    let customer = invoice["CustomerRef"]["value"]
+        .as_str()
+        .expect("ref")
+        .to_string();
+    let mut req = request(
+        &cfg,
+        &["invoices", "customers", "transaction_list"],
+        SyncMode::FullRefresh,
+        &BTreeMap::new(),
+    );
+    req.window.clients = vec![customer.clone()];
+    let (r3, c3) = read(&req);
+    r3.expect("client run");
+    rotate(&mut cfg, &c3);
+    assert!(!c3.records["invoices"].is_empty());
+    for r in &c3.records["invoices"] {
+        let v: Value = serde_json::from_str(&r.data).expect("json");
+        assert_eq!(v["CustomerRef"]["value"], json!(customer));
+    }
+    assert_eq!(pks(&c3, "customers"), vec![customer.clone()]);
+    assert!(c3.records["transaction_list"]
+        .iter()
+        .all(|r| r.data.contains(&format!("\"name_id\":\"{customer}\""))));
+
+    // A TxnDate window.
+    let mut req = request(&cfg, &["invoices"], SyncMode::FullRefresh, &BTreeMap::new());
+    let start = Utc::now() - chrono::Duration::days(60);
+    req.window.start = Some(start);
+    let (r4, c4) = read(&req);
+    r4.expect("window run");
+    let from = start.date_naive().format("%Y-%m-%d").to_string();
+    assert!(!c4.records["invoices"].is_empty());
+    for r in &c4.records["invoices"] {
+        let v: Value = serde_json::from_str(&r.data).expect("json");
+        assert!(v["TxnDate"].as_str().expect("date") >= from.as_str());
+    }
+}
