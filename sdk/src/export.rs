@@ -21,20 +21,6 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, ConnectorError> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            // This library has its own copy of std, hence its own panic hook: report the
-            // panic through tracing (to the host's log) instead of a raw stderr backtrace.
-            // The panic is still caught at the entry point and returned as `Panic`.
-            std::panic::set_hook(Box::new(|info| {
-                let location = info
-                    .location()
-                    .map(|l| format!("{}:{}", l.file(), l.line()))
-                    .unwrap_or_default();
-                tracing::error!(
-                    location,
-                    "connector panicked: {}",
-                    panic_message(info.payload())
-                );
-            }));
             let threads = std::env::var("TRIBUTARY_PLUGIN_THREADS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -58,6 +44,24 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "unknown panic payload".to_string()
     }
+}
+
+/// Installs, once, a panic hook that reports panics through `tracing` (to the host's log)
+/// instead of a raw stderr backtrace; the panic is still caught at the entry point and
+/// returned as `Panic`. A loaded plugin has its own copy of std, hence its own hook, so
+/// only the `export_connector!` entry points call this; in-process callers (tests,
+/// benchmarks) keep their own hook.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            tracing::error!(location, "connector panicked: {}", panic_message(info.payload()));
+        }));
+    });
 }
 
 /// Runs `f`, turning a panic into an error of kind `Panic`.
@@ -168,12 +172,15 @@ macro_rules! export_connector {
                 $crate::__private::export::spec::<$connector>()
             }
             extern "C" fn check(config: RStr<'_>, host: HostSinkBox) -> FfiResult<()> {
+                $crate::__private::export::install_panic_hook();
                 $crate::__private::export::check::<$connector>(config, host)
             }
             extern "C" fn discover(config: RStr<'_>, host: HostSinkBox) -> FfiResult<RString> {
+                $crate::__private::export::install_panic_hook();
                 $crate::__private::export::discover::<$connector>(config, host)
             }
             extern "C" fn read(request: RStr<'_>, host: HostSinkBox) -> FfiResult<()> {
+                $crate::__private::export::install_panic_hook();
                 $crate::__private::export::read::<$connector>(request, host)
             }
 
