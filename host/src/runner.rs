@@ -20,8 +20,10 @@ use crate::destination::{Destination, StateMap};
 use crate::plan::SourcePlan;
 use crate::progress::Progress;
 
-/// Batches queued between the plugins and the writer before plugins block.
-const QUEUE_DEPTH: usize = 64;
+/// Batches queued between the plugins and the writer before plugins block. Small on
+/// purpose: a batch can hold 10,000 records (megabytes), and memory is bounded by
+/// depth × batch size; the writer is faster than any source, so depth buys nothing.
+const QUEUE_DEPTH: usize = 4;
 /// Commit at least this often while data keeps arriving.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// ...or after this many staged records.

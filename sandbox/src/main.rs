@@ -10,7 +10,11 @@ use clap::Parser;
 use tributary_sandbox::{quickbooks, superops};
 
 #[derive(Debug, Parser)]
-#[command(name = "tributary-sandbox", version, about = "Local emulators of the QuickBooks Online and SuperOps APIs")]
+#[command(
+    name = "tributary-sandbox",
+    version,
+    about = "Local emulators of the QuickBooks Online and SuperOps APIs"
+)]
 enum Command {
     /// Serve the QuickBooks Online Accounting API v3 emulator.
     Quickbooks(quickbooks::CliArgs),

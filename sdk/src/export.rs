@@ -59,7 +59,11 @@ pub fn install_panic_hook() {
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            tracing::error!(location, "connector panicked: {}", panic_message(info.payload()));
+            tracing::error!(
+                location,
+                "connector panicked: {}",
+                panic_message(info.payload())
+            );
         }));
     });
 }

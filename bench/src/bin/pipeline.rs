@@ -21,7 +21,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tributary_internal_db::sample::{self, SampleSpec};
 use tributary_sdk::host::{HostHandler, InProcess, RecordBatch};
-use tributary_sdk::{ConfiguredCatalog, ConfiguredStream, ControlMessage, LogLevel, ReadRequest, StreamStatus, SyncMode};
+use tributary_sdk::{
+    ConfiguredCatalog, ConfiguredStream, ControlMessage, LogLevel, ReadRequest, StreamStatus,
+    SyncMode,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -34,7 +37,10 @@ struct Args {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
 }
 
 /// Counts records and drops them.
@@ -63,7 +69,10 @@ fn request(url: &str) -> ReadRequest {
     ReadRequest {
         config: serde_json::json!({ "url": url }),
         catalog: ConfiguredCatalog {
-            streams: vec![ConfiguredStream { name: "service_history".into(), sync_mode: SyncMode::FullRefresh }],
+            streams: vec![ConfiguredStream {
+                name: "service_history".into(),
+                sync_mode: SyncMode::FullRefresh,
+            }],
         },
         state: Default::default(),
         window: Default::default(),
@@ -91,7 +100,10 @@ fn run_host(dir: &Path, kind: &str, out: &str, db: &Path) -> Result<(f64, u64, S
     let secs = started.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        bail!("tributary failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "tributary failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let rss = stdout
         .lines()
@@ -105,7 +117,14 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace())
-        .args(["build", "--release", "-p", "tributary", "-p", "tributary-internal-db"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "tributary",
+            "-p",
+            "tributary-internal-db",
+        ])
         .status()?;
     if !status.success() {
         bail!("release build failed");
@@ -131,9 +150,14 @@ fn main() -> Result<()> {
     };
     let _ = std::fs::remove_file(&db);
     let t = Instant::now();
-    let counts = rt.block_on(sample::generate(&url, &spec)).context("generating sample data")?;
+    let counts = rt
+        .block_on(sample::generate(&url, &spec))
+        .context("generating sample data")?;
     let n = counts.get("service_history").copied().unwrap_or(0);
-    println!("generated {n} service_history rows in {:.1}s", t.elapsed().as_secs_f64());
+    println!(
+        "generated {n} service_history rows in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let rows = n.max(rows.min(n));
 
     // Ceiling: sqlite3 -json of the same table.
@@ -141,7 +165,11 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let out = std::fs::File::create(&dump)?;
     let st = Command::new("sqlite3")
-        .args(["-json", db.to_str().unwrap_or_default(), "SELECT * FROM service_history"])
+        .args([
+            "-json",
+            db.to_str().unwrap_or_default(),
+            "SELECT * FROM service_history",
+        ])
         .stdout(out)
         .status()
         .context("running sqlite3 (apt-get install sqlite3)")?;
@@ -153,19 +181,28 @@ fn main() -> Result<()> {
 
     let (secs, _, rss) = run_host(&dir, "jsonl", "jsonl-out", &db)?;
     let jsonl = rows as f64 / secs;
-    println!("tributary → JSONL:            {jsonl:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}", jsonl / ceiling);
+    println!(
+        "tributary → JSONL:            {jsonl:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}",
+        jsonl / ceiling
+    );
     let (secs, _, rss) = run_host(&dir, "sqlite", "warehouse.db", &db)?;
     let sqlite = rows as f64 / secs;
-    println!("tributary → SQLite warehouse: {sqlite:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}", sqlite / ceiling);
+    println!(
+        "tributary → SQLite warehouse: {sqlite:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}",
+        sqlite / ceiling
+    );
 
     // The plugin boundary: loaded .so versus compiled in, same counting handler.
-    let plugin = tributary_sdk::host::load(&workspace().join("target/release/libtributary_internal_db.so"))?;
+    let plugin =
+        tributary_sdk::host::load(&workspace().join("target/release/libtributary_internal_db.so"))?;
     let mut best_plugin = f64::MAX;
     let mut best_inproc = f64::MAX;
     for _ in 0..3 {
         let c = Arc::new(Counter::default());
         let t = Instant::now();
-        plugin.read(&request(&url), c.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        plugin
+            .read(&request(&url), c.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         best_plugin = best_plugin.min(t.elapsed().as_secs_f64());
         assert_eq!(c.0.load(Ordering::Relaxed), rows);
         let c = Arc::new(Counter::default());
