@@ -15,7 +15,11 @@
 //!
 //! # Example
 //!
-//! ```
+//! (Not compiled as a doctest: rustdoc can link a doctest against a second build of
+//! `tributary-sdk` with other features, and then `InternalDb: Connector` no longer holds;
+//! `tests/suite/` runs exactly this.)
+//!
+//! ```ignore
 //! use std::sync::Arc;
 //! use serde_json::json;
 //! use tributary_internal_db::{sample, InternalDb};
