@@ -1,7 +1,7 @@
 //! The plugin boundary under abuse: a panicking connector, an incompatible SDK version,
 //! and libraries that are not plugins at all.
 
-use crate::common::{lib_path, target_dir, Scratch};
+use crate::common::{lib_path, Scratch};
 
 fn internal_source(s: &Scratch, name: &str) -> String {
     format!(
@@ -133,5 +133,4 @@ fn pinned_plugin_with_wrong_hash_is_refused() {
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("sha256"), "{}", run.stderr);
     assert!(!s.path("warehouse.db").exists(), "nothing written");
-    let _ = target_dir();
 }
