@@ -4,6 +4,7 @@
 mod credentials;
 mod destination;
 mod loader;
+mod lock;
 mod manifest;
 mod plan;
 mod progress;
@@ -98,6 +99,10 @@ struct RunArgs {
     /// Also write the summary as JSON to this file (for scripts and monitoring).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// If another run holds the destination or a source's credentials, wait for it
+    /// instead of failing at once.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +232,36 @@ fn services(plan: &Plan, cancel: Arc<AtomicBool>) -> Services {
     }
 }
 
+/// The exclusive lock of the plan's destination (correctness rule 7: one writer).
+fn lock_destination(kind: &str, path: &Path, wait: bool) -> Result<lock::Lock> {
+    let what = format!("destination {}", path.display());
+    lock::acquire(&lock::destination_lock_path(kind, path), &what, wait)
+        .map_err(|e| usage(e.to_string()))
+}
+
+/// One lock per selected source's entry in the credentials store, so that two processes
+/// never refresh (and rotate) the same credentials at once: the loser of such a race
+/// would hold a dead refresh token. Taken in name order, so `--wait` cannot deadlock.
+fn lock_credentials(plan: &Plan, wait: bool) -> Result<Vec<lock::Lock>> {
+    let mut names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|name| {
+            let what = format!(
+                "the credentials of source `{name}` ({})",
+                plan.credentials_path.display()
+            );
+            lock::acquire(
+                &lock::credentials_lock_path(&plan.credentials_path, name),
+                &what,
+                wait,
+            )
+            .map_err(|e| usage(e.to_string()))
+        })
+        .collect()
+}
+
 fn only(name: Option<&String>) -> Overrides {
     Overrides {
         sources: name.into_iter().cloned().collect(),
@@ -304,6 +339,7 @@ fn cmd_check(
 ) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
     let plan = build_plan(loaded, &registry, &only(source))?;
+    let _locks = lock_credentials(&plan, false)?;
     let services = services(&plan, cancel);
     let mut ok = true;
     for s in &plan.sources {
@@ -332,6 +368,7 @@ fn cmd_discover(
 ) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
     let plan = build_plan(loaded, &registry, &only(source))?;
+    let _locks = lock_credentials(&plan, false)?;
     let services = services(&plan, cancel);
     let mut ok = true;
     let mut out = serde_json::Map::new();
@@ -374,6 +411,11 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
             loaded.path.display()
         )));
     }
+    // One writer per destination, one user per credential, for the whole run; taken
+    // before anything (a token refresh during discover included) can write.
+    let _destination_lock =
+        lock_destination(&plan.destination_kind, &plan.destination_path, args.wait)?;
+    let _credential_locks = lock_credentials(&plan, args.wait)?;
     let services = services(&plan, cancel);
 
     // Discover every source first, so a bad stream name fails before anything is written.
@@ -418,6 +460,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
                     source: source.name.clone(),
                     stream: "*".to_string(),
                     records: 0,
+                    deleted: 0,
                     seconds: 0.0,
                     error: Some(e),
                 });
@@ -452,6 +495,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
                     "source": r.source,
                     "stream": r.stream,
                     "records": r.records,
+                    "deleted": r.deleted,
                     "seconds": r.seconds,
                     "status": if r.error.is_none() { "complete" } else { "incomplete" },
                     "error": r.error,
@@ -502,6 +546,10 @@ fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
         println!("no state yet ({} does not exist)", path.display());
         return Ok(ExitCode::SUCCESS);
     }
+    let _lock = match command {
+        StateCommand::Reset { .. } => Some(lock_destination(kind, &path, false)?),
+        StateCommand::Show { .. } => None,
+    };
     let mut dest = destination::open(kind, &path)
         .with_context(|| format!("cannot open the destination {}", path.display()))?;
     match command {

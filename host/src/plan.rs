@@ -186,16 +186,32 @@ pub fn build(
         &mut errors,
     );
 
+    // (source, stream) → table must be injective: names that fold to the same table
+    // prefix would silently share tables.
+    let mut by_prefix: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for name in manifest.sources.keys() {
+        if crate::destination::source_name_problem(name).is_none() {
+            by_prefix
+                .entry(crate::destination::table_prefix(name))
+                .or_default()
+                .push(name);
+        }
+    }
+    for (prefix, names) in by_prefix.iter().filter(|(_, n)| n.len() > 1) {
+        errors.push(format!(
+            "sources {} would write the same tables ({prefix}__<stream>): source names must differ in more than letter case or `-`/`_`",
+            names
+                .iter()
+                .map(|n| format!("[sources.{n}]"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ));
+    }
+
     let mut sources = Vec::new();
     for (name, section) in &manifest.sources {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            errors.push(format!(
-                "[sources.{name}]: source names may use letters, digits, `_` and `-` only"
-            ));
+        if let Some(problem) = crate::destination::source_name_problem(name) {
+            errors.push(format!("[sources.{name}]: {problem}"));
             continue;
         }
         let selected = if overrides.sources.is_empty() {

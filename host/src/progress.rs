@@ -83,7 +83,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
-/// The closing table: source, stream, records, seconds, records/s, status.
+/// The closing table: source, stream, records, deleted, seconds, records/s, status.
 pub fn summary_table(reports: &[StreamReport]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
@@ -91,6 +91,7 @@ pub fn summary_table(reports: &[StreamReport]) -> String {
         "source",
         "stream",
         "records",
+        "deleted",
         "seconds",
         "records/s",
         "status",
@@ -109,6 +110,7 @@ pub fn summary_table(reports: &[StreamReport]) -> String {
             Cell::new(&r.source),
             Cell::new(&r.stream),
             Cell::new(r.records).set_alignment(CellAlignment::Right),
+            Cell::new(r.deleted).set_alignment(CellAlignment::Right),
             Cell::new(format!("{:.2}", r.seconds)).set_alignment(CellAlignment::Right),
             Cell::new(format!("{rate:.0}")).set_alignment(CellAlignment::Right),
             Cell::new(status),

@@ -9,14 +9,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tributary_sdk::host::{HostHandler, RecordBatch};
+use tributary_sdk::host::{HostHandler, KeyBatch, RecordBatch};
 use tributary_sdk::{
-    Catalog, ConfiguredCatalog, ConfiguredStream, ConnectorError, ControlMessage, ErrorKind,
-    LogLevel, ReadRequest, StreamStatus, SyncMode,
+    Catalog, ConfiguredCatalog, ConfiguredStream, ConnectorError, ControlMessage, Coverage,
+    ErrorKind, LogLevel, ReadRequest, SnapshotEvent, StreamStatus, SyncMode, Window,
 };
 
 use crate::credentials::Credentials;
-use crate::destination::{Destination, StateMap};
+use crate::destination::{self, state_key, Destination, StateMap};
 use crate::plan::SourcePlan;
 use crate::progress::Progress;
 
@@ -40,24 +40,63 @@ enum WriterMsg {
         stream: String,
         state: String,
     },
+    /// Live keys of an open snapshot.
+    Keys {
+        source: Arc<str>,
+        stream: String,
+        keys: KeyBatch,
+    },
+    /// A snapshot opens, closes (marking the unseen rows deleted) or is given up.
+    Snapshot {
+        source: Arc<str>,
+        stream: String,
+        op: SnapshotOp,
+    },
     /// Commit everything staged, then answer.
     Flush(SyncSender<Result<(), String>>),
+}
+
+enum SnapshotOp {
+    Begin,
+    Finish,
+    Abandon,
 }
 
 /// The writer's failure, shared with every handler so plugins stop early.
 type WriterError = Arc<Mutex<Option<String>>>;
 
-fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: WriterError) {
+/// Rows marked deleted by completed snapshots, per (source, stream), counted once
+/// committed.
+type Marked = Arc<Mutex<HashMap<(String, String), u64>>>;
+
+fn now_stamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn writer_loop(
+    mut dest: Box<dyn Destination>,
+    rx: Receiver<WriterMsg>,
+    failed: WriterError,
+    marked: Marked,
+) {
     let mut staged_rows = 0usize;
     let mut txn_started: Option<Instant> = None;
     let mut error: Option<String> = None;
     let mut extracted_at = String::new();
+    // Marks staged in the open transaction; they count once it commits.
+    let mut pending_marks: Vec<((String, String), u64)> = Vec::new();
 
     let fail = |e: String, dest: &mut Box<dyn Destination>, error: &mut Option<String>| {
         tracing::error!("destination failed: {e}");
         dest.rollback();
         *error = Some(e.clone());
         *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    };
+    let committed = |pending: &mut Vec<((String, String), u64)>| {
+        let mut m = marked.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, n) in pending.drain(..) {
+            *m.entry(k).or_default() += n;
+        }
     };
 
     loop {
@@ -74,8 +113,9 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
                         if error.is_none() {
-                            if let Err(e) = dest.commit() {
-                                fail(e.to_string(), &mut dest, &mut error);
+                            match dest.commit() {
+                                Ok(()) => committed(&mut pending_marks),
+                                Err(e) => fail(e.to_string(), &mut dest, &mut error),
                             }
                         }
                         staged_rows = 0;
@@ -96,10 +136,7 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
                 } => {
                     if error.is_none() {
                         extracted_at.clear();
-                        extracted_at.push_str(
-                            &chrono::Utc::now()
-                                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        );
+                        extracted_at.push_str(&now_stamp());
                         staged_rows += batch.len();
                         txn_started.get_or_insert_with(Instant::now);
                         if let Err(e) = dest.write(&source, &stream, &batch, &extracted_at) {
@@ -119,10 +156,45 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
                         }
                     }
                 }
+                WriterMsg::Keys {
+                    source,
+                    stream,
+                    keys,
+                } => {
+                    if error.is_none() {
+                        staged_rows += keys.len();
+                        txn_started.get_or_insert_with(Instant::now);
+                        if let Err(e) = dest.snapshot_keys(&source, &stream, &keys) {
+                            fail(e.to_string(), &mut dest, &mut error);
+                        }
+                    }
+                }
+                WriterMsg::Snapshot { source, stream, op } => {
+                    if error.is_none() {
+                        txn_started.get_or_insert_with(Instant::now);
+                        let result = match op {
+                            SnapshotOp::Begin => dest.begin_snapshot(&source, &stream),
+                            SnapshotOp::Abandon => {
+                                dest.abandon_snapshot(&source, &stream);
+                                Ok(())
+                            }
+                            SnapshotOp::Finish => dest
+                                .finish_snapshot(&source, &stream, &now_stamp())
+                                .map(|n| {
+                                    tracing::info!(source = %source, stream, rows = n, "snapshot complete: rows not seen at the source marked deleted");
+                                    pending_marks.push(((source.to_string(), stream.clone()), n));
+                                }),
+                        };
+                        if let Err(e) = result {
+                            fail(e.to_string(), &mut dest, &mut error);
+                        }
+                    }
+                }
                 WriterMsg::Flush(ack) => {
                     if error.is_none() {
-                        if let Err(e) = dest.commit() {
-                            fail(e.to_string(), &mut dest, &mut error);
+                        match dest.commit() {
+                            Ok(()) => committed(&mut pending_marks),
+                            Err(e) => fail(e.to_string(), &mut dest, &mut error),
                         }
                     }
                     staged_rows = 0;
@@ -143,16 +215,18 @@ fn writer_loop(mut dest: Box<dyn Destination>, rx: Receiver<WriterMsg>, failed: 
             }
         }
         if txn_started.is_some() && error.is_none() {
-            if let Err(e) = dest.commit() {
-                fail(e.to_string(), &mut dest, &mut error);
+            match dest.commit() {
+                Ok(()) => committed(&mut pending_marks),
+                Err(e) => fail(e.to_string(), &mut dest, &mut error),
             }
         }
         staged_rows = 0;
         txn_started = None;
     }
     if error.is_none() {
-        if let Err(e) = dest.commit() {
-            tracing::error!("final commit failed: {e}");
+        match dest.commit() {
+            Ok(()) => committed(&mut pending_marks),
+            Err(e) => tracing::error!("final commit failed: {e}"),
         }
     }
 }
@@ -166,6 +240,9 @@ pub struct StreamReport {
     pub stream: String,
     /// Records received.
     pub records: u64,
+    /// Rows deleted: deletion records from the connector plus rows a completed snapshot
+    /// marked.
+    pub deleted: u64,
     /// Seconds from start to end.
     pub seconds: f64,
     /// `None` = complete.
@@ -175,9 +252,45 @@ pub struct StreamReport {
 #[derive(Default)]
 struct StreamStats {
     records: u64,
+    deleted_records: u64,
     started: Option<Instant>,
     finished: Option<Instant>,
     status: Option<StreamStatus>,
+    snapshot: Option<SnapshotUse>,
+}
+
+/// What the host does with a stream's open snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotUse {
+    /// Passed to the destination.
+    Accepted(Coverage),
+    /// Dropped: a window snapshot under a narrowed window proves nothing.
+    Ignored,
+}
+
+/// The state scope of a read narrowed by clients or dates: its own position, so that it
+/// never moves the main sync's position past rows it did not read. `None` for an
+/// unnarrowed read. A limit is not a scope: a limited read stops at an exact position.
+pub fn scope_of(window: &Window) -> Option<String> {
+    if !window.narrows() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !window.clients.is_empty() {
+        let mut clients: Vec<&str> = window.clients.iter().map(String::as_str).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        parts.push(format!("clients={}", clients.join(",")));
+    }
+    let stamp =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    if let Some(s) = &window.start {
+        parts.push(format!("since={}", stamp(s)));
+    }
+    if let Some(e) = &window.end {
+        parts.push(format!("until={}", stamp(e)));
+    }
+    Some(parts.join(";"))
 }
 
 /// Receives one source's output.
@@ -193,6 +306,10 @@ struct SourceHandler {
     log_level: LogLevel,
     /// `check`/`discover` calls may send control messages but no data.
     accepts_data: bool,
+    /// The read's state scope (see [`scope_of`]).
+    scope: Option<String>,
+    /// The read's record limit per stream.
+    limit: Option<u64>,
 }
 
 impl SourceHandler {
@@ -217,11 +334,13 @@ impl HostHandler for SourceHandler {
             return Err(reason);
         }
         let n = batch.len() as u64;
+        let deleted = batch.iter().filter(|r| r.deleted).count() as u64;
         {
             let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
             let s = stats.entry(stream.to_string()).or_default();
             s.started.get_or_insert_with(Instant::now);
             s.records += n;
+            s.deleted_records += deleted;
         }
         let total = self.total.fetch_add(n, Ordering::Relaxed) + n;
         self.progress.set_position(total);
@@ -247,8 +366,81 @@ impl HostHandler for SourceHandler {
         self.tx
             .send(WriterMsg::State {
                 source: self.source.clone(),
-                stream: stream.to_string(),
+                stream: state_key(stream, self.scope.as_deref()),
                 state: state.to_string(),
+            })
+            .map_err(|_| "the writer has stopped".to_string())
+    }
+
+    fn keys(&self, stream: &str, keys: KeyBatch) -> Result<(), String> {
+        if !self.accepts_data {
+            return Err("keys are not accepted outside read".to_string());
+        }
+        if let Some(reason) = self.stop_reason() {
+            return Err(reason);
+        }
+        let accepted = {
+            let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            matches!(
+                stats.get(stream).and_then(|s| s.snapshot),
+                Some(SnapshotUse::Accepted(_))
+            )
+        };
+        if !accepted {
+            return Ok(());
+        }
+        self.tx
+            .send(WriterMsg::Keys {
+                source: self.source.clone(),
+                stream: stream.to_string(),
+                keys,
+            })
+            .map_err(|_| "the writer has stopped".to_string())
+    }
+
+    fn snapshot(&self, stream: &str, event: SnapshotEvent) -> Result<(), String> {
+        if !self.accepts_data {
+            return Err("snapshots are not accepted outside read".to_string());
+        }
+        if let Some(reason) = self.stop_reason() {
+            return Err(reason);
+        }
+        let op = {
+            let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let s = stats.entry(stream.to_string()).or_default();
+            match event {
+                SnapshotEvent::Begin { coverage } => {
+                    if coverage == Coverage::Window && self.scope.is_some() {
+                        tracing::debug!(source = %self.source, stream, "snapshot ignored: the window narrows this read, so absent rows prove nothing");
+                        s.snapshot = Some(SnapshotUse::Ignored);
+                        None
+                    } else {
+                        s.snapshot = Some(SnapshotUse::Accepted(coverage));
+                        Some(SnapshotOp::Begin)
+                    }
+                }
+                SnapshotEvent::Complete => match s.snapshot.take() {
+                    Some(SnapshotUse::Accepted(Coverage::Window))
+                        if self.limit.is_some_and(|l| s.records >= l) =>
+                    {
+                        tracing::info!(source = %self.source, stream, "snapshot not used: the record limit was reached, so the listing may be partial");
+                        Some(SnapshotOp::Abandon)
+                    }
+                    Some(SnapshotUse::Accepted(_)) => Some(SnapshotOp::Finish),
+                    _ => None,
+                },
+                SnapshotEvent::Abandon => match s.snapshot.take() {
+                    Some(SnapshotUse::Accepted(_)) => Some(SnapshotOp::Abandon),
+                    _ => None,
+                },
+            }
+        };
+        let Some(op) = op else { return Ok(()) };
+        self.tx
+            .send(WriterMsg::Snapshot {
+                source: self.source.clone(),
+                stream: stream.to_string(),
+                op,
             })
             .map_err(|_| "the writer has stopped".to_string())
     }
@@ -354,6 +546,8 @@ pub fn control_handler(source: &str, services: &Services) -> Arc<dyn HostHandler
         progress: indicatif::ProgressBar::hidden(),
         log_level: host_log_level(),
         accepts_data: false,
+        scope: None,
+        limit: None,
     })
 }
 
@@ -391,6 +585,24 @@ pub fn select_streams(
         }
         None => catalog.streams.iter().map(|s| s.name.clone()).collect(),
     };
+    let bad: Vec<String> = catalog
+        .streams
+        .iter()
+        .filter(|s| names.contains(&s.name))
+        .filter_map(|s| {
+            destination::stream_name_problem(&s.name).map(|why| {
+                format!(
+                    "source `{}`: plugin {} declares stream `{}`: {why}",
+                    source.name,
+                    source.plugin.info().name,
+                    s.name
+                )
+            })
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(bad.join("\n"));
+    }
     let streams = names
         .into_iter()
         .filter_map(|name| {
@@ -424,11 +636,12 @@ pub fn run(
 ) -> Vec<StreamReport> {
     let (tx, rx) = mpsc::sync_channel::<WriterMsg>(QUEUE_DEPTH);
     let failed: WriterError = Arc::default();
+    let marked: Marked = Arc::default();
     let writer = {
-        let failed = failed.clone();
+        let (failed, marked) = (failed.clone(), marked.clone());
         std::thread::Builder::new()
             .name("tributary-writer".to_string())
-            .spawn(move || writer_loop(dest, rx, failed))
+            .spawn(move || writer_loop(dest, rx, failed, marked))
     };
     let writer = match writer {
         Ok(w) => w,
@@ -439,6 +652,7 @@ pub fn run(
                     source: s.plan.name.clone(),
                     stream: "*".to_string(),
                     records: 0,
+                    deleted: 0,
                     seconds: 0.0,
                     error: Some(ConnectorError::system(format!(
                         "cannot start the writer thread: {e}"
@@ -482,6 +696,13 @@ pub fn run(
         tracing::error!("the writer thread panicked");
     }
     let mut out = std::mem::take(&mut *reports.lock().unwrap_or_else(|p| p.into_inner()));
+    let marked = std::mem::take(&mut *marked.lock().unwrap_or_else(|p| p.into_inner()));
+    for r in &mut out {
+        r.deleted += marked
+            .get(&(r.source.clone(), r.stream.clone()))
+            .copied()
+            .unwrap_or(0);
+    }
     out.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
     out
 }
@@ -496,6 +717,10 @@ fn run_source(
 ) -> Vec<StreamReport> {
     let PreparedSource { plan, catalog } = source;
     let started = Instant::now();
+    let scope = scope_of(&plan.window);
+    if let Some(scope) = &scope {
+        tracing::info!(source = %plan.name, scope = %scope, "narrowed read: it keeps its own position and leaves the main sync's untouched");
+    }
     let bar = services.progress.source_bar(&plan.name);
     let handler = Arc::new(SourceHandler {
         source: Arc::from(plan.name.as_str()),
@@ -508,6 +733,8 @@ fn run_source(
         progress: bar.clone(),
         log_level: host_log_level(),
         accepts_data: true,
+        scope: scope.clone(),
+        limit: plan.window.limit,
     });
     let stream_state: BTreeMap<String, serde_json::Value> = if options.full_refresh {
         BTreeMap::new()
@@ -519,7 +746,7 @@ fn run_source(
             .filter_map(|s| {
                 state
                     .get(&plan.name)
-                    .and_then(|m| m.get(&s.name))
+                    .and_then(|m| m.get(&state_key(&s.name, scope.as_deref())))
                     .map(|v| (s.name.clone(), v.clone()))
             })
             .collect()
@@ -548,6 +775,7 @@ fn run_source(
     for stream in &catalog.streams {
         let s = stats.get(&stream.name);
         let records = s.map_or(0, |s| s.records);
+        let deleted = s.map_or(0, |s| s.deleted_records);
         let seconds = s
             .and_then(|s| {
                 Some(
@@ -572,6 +800,7 @@ fn run_source(
             source: plan.name.clone(),
             stream: stream.name.clone(),
             records,
+            deleted,
             seconds,
             error,
         });

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{ROption, RVec};
+use abi_stable::std_types::{ROption, RString, RVec};
 use serde::Serialize;
 
 use crate::error::{ConnectorError, Result};
 use crate::ffi::{FfiRecord, HostSinkBox};
-use crate::protocol::{ControlMessage, StreamStatus};
+use crate::protocol::{ControlMessage, Coverage, SnapshotEvent, StreamStatus};
 use crate::record::Record;
 
 /// Sends records, state checkpoints, stream statuses and control messages to the host.
@@ -115,6 +115,36 @@ impl Emitter {
         );
     }
 
+    /// Opens a snapshot of `stream`: a listing of every object that is live at the source,
+    /// from which the host proves deletions. Until [`Snapshot::complete`], every record
+    /// emitted on `stream` and every key sent with [`Snapshot::keys`] counts as seen; on
+    /// completion the host marks every row of the stream in the destination that was not
+    /// seen as `_deleted`, in the same transaction as what came before it (send the
+    /// stream's checkpoint after `complete`). A snapshot that is dropped without
+    /// `complete` (error, limit, cancel) concludes nothing.
+    ///
+    /// Use [`Coverage::Window`] when the records of an ordinary read are the listing
+    /// (full-refresh streams); the host then honours it only for reads whose window
+    /// does not narrow the stream. Use [`Coverage::Source`] for a key listing made
+    /// without the window's filters (a reconciliation pass).
+    pub fn snapshot(&self, stream: &str, coverage: Coverage) -> Result<Snapshot> {
+        self.snapshot_event(stream, &SnapshotEvent::Begin { coverage })?;
+        Ok(Snapshot {
+            out: self.clone(),
+            stream: stream.to_string(),
+            open: true,
+        })
+    }
+
+    fn snapshot_event(&self, stream: &str, event: &SnapshotEvent) -> Result<()> {
+        let json = serde_json::to_string(event).map_err(|e| {
+            ConnectorError::system(format!("snapshot event does not serialize: {e}"))
+        })?;
+        blocking(|| self.sink.snapshot(stream.into(), json.as_str().into()))
+            .into_result()
+            .map_err(ConnectorError::from)
+    }
+
     /// Whether the host asked the connector to stop; poll it between pages.
     pub fn is_cancelled(&self) -> bool {
         self.sink.is_cancelled()
@@ -126,6 +156,59 @@ impl Emitter {
             Err(ConnectorError::cancelled())
         } else {
             Ok(())
+        }
+    }
+}
+
+/// An open snapshot of one stream (see [`Emitter::snapshot`]). Dropping it without
+/// [`Snapshot::complete`] abandons it.
+#[derive(Debug)]
+pub struct Snapshot {
+    out: Emitter,
+    stream: String,
+    open: bool,
+}
+
+impl Snapshot {
+    /// The stream this snapshot lists.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Sends a batch of live primary keys (as [`crate::Record::pk`] would spell them).
+    /// Keys cross in batches like records; a few thousand per call is right.
+    pub fn keys(&self, keys: Vec<String>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: RVec<RString> = keys.into_iter().map(RString::from).collect();
+        blocking(|| self.out.sink.keys(self.stream.as_str().into(), keys))
+            .into_result()
+            .map_err(ConnectorError::from)
+    }
+
+    /// Declares the listing complete: every unseen row of the stream is deleted.
+    pub fn complete(mut self) -> Result<()> {
+        self.open = false;
+        self.out
+            .snapshot_event(&self.stream, &SnapshotEvent::Complete)
+    }
+
+    /// Gives the snapshot up explicitly (the same as dropping it).
+    pub fn abandon(mut self) {
+        self.open = false;
+        let _ = self
+            .out
+            .snapshot_event(&self.stream, &SnapshotEvent::Abandon);
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self
+                .out
+                .snapshot_event(&self.stream, &SnapshotEvent::Abandon);
         }
     }
 }

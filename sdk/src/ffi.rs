@@ -70,6 +70,12 @@ pub trait HostSink: Send + Sync {
     /// Whether the host asked the plugin to stop.
     #[sabi(last_prefix_field)]
     fn is_cancelled(&self) -> bool;
+    /// Primary keys (as text) of `stream` that are live at the source, inside an open
+    /// snapshot. Blocks like `records`.
+    fn keys(&self, stream: RStr<'_>, keys: RVec<RString>) -> FfiResult<()>;
+    /// A snapshot event of `stream` (a [`crate::SnapshotEvent`] as JSON), ordered with
+    /// the records and keys around it.
+    fn snapshot(&self, stream: RStr<'_>, event: RStr<'_>) -> FfiResult<()>;
 }
 
 /// The host sink as a trait object owned by the plugin for the duration of a call.

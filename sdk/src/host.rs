@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RawLibrary, RootModule};
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RVec};
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
 
 use crate::error::ConnectorError;
 use crate::ffi::{
     ConnectorModRef, FfiError, FfiRecord, FfiResult, HostSink, HostSinkBox, HostSink_TO,
 };
 use crate::protocol::{
-    Catalog, ConnectorInfo, ControlMessage, LogLevel, ReadRequest, StreamStatus,
+    Catalog, ConnectorInfo, ControlMessage, LogLevel, ReadRequest, SnapshotEvent, StreamStatus,
 };
 
 /// Why a library could not be loaded as a plugin. Each variant displays as one line that
@@ -255,6 +255,36 @@ impl RecordBatch {
     }
 }
 
+/// A batch of live keys inside a snapshot, as it arrived from the plugin.
+pub struct KeyBatch(RVec<RString>);
+
+impl KeyBatch {
+    /// A batch built on the host side (tests, tools).
+    pub fn from_keys(keys: Vec<String>) -> Self {
+        KeyBatch(keys.into_iter().map(RString::from).collect())
+    }
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The keys, in emission order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.0.iter().map(|k| k.as_str())
+    }
+}
+
+impl std::fmt::Debug for KeyBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBatch")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for RecordBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordBatch")
@@ -285,6 +315,16 @@ pub trait HostHandler: Send + Sync + 'static {
     /// Whether the plugin should stop.
     fn is_cancelled(&self) -> bool {
         false
+    }
+    /// Live keys of `stream` inside an open snapshot. The default ignores them (a handler
+    /// that does not prove deletions).
+    fn keys(&self, _stream: &str, _keys: KeyBatch) -> Result<(), String> {
+        Ok(())
+    }
+    /// A snapshot event of `stream`, in order with its records and keys. The default
+    /// ignores it.
+    fn snapshot(&self, _stream: &str, _event: SnapshotEvent) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -338,6 +378,16 @@ impl HostSink for SinkAdapter {
     }
     fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
+    }
+    fn keys(&self, stream: RStr<'_>, keys: RVec<RString>) -> FfiResult<()> {
+        caught(|| self.0.keys(stream.as_str(), KeyBatch(keys)))
+    }
+    fn snapshot(&self, stream: RStr<'_>, event: RStr<'_>) -> FfiResult<()> {
+        caught(|| {
+            let event: SnapshotEvent = serde_json::from_str(event.as_str())
+                .map_err(|e| format!("snapshot event not understood: {e}"))?;
+            self.0.snapshot(stream.as_str(), event)
+        })
     }
 }
 
@@ -482,6 +532,20 @@ pub struct Collected {
     pub status: std::collections::BTreeMap<String, StreamStatus>,
     /// Log lines `level target: message`.
     pub logs: Vec<String>,
+    /// Snapshot events per stream, in order.
+    pub snapshots: std::collections::BTreeMap<String, Vec<SnapshotEvent>>,
+    /// Keys sent inside snapshots, per stream, in order.
+    pub keys: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Collected {
+    /// Whether the last snapshot of `stream` was completed.
+    pub fn snapshot_completed(&self, stream: &str) -> bool {
+        matches!(
+            self.snapshots.get(stream).and_then(|e| e.last()),
+            Some(SnapshotEvent::Complete)
+        )
+    }
 }
 
 /// An owned record, as collected.
@@ -554,5 +618,23 @@ impl HostHandler for CollectingHandler {
     }
     fn log_level(&self) -> LogLevel {
         LogLevel::Debug
+    }
+    fn keys(&self, stream: &str, keys: KeyBatch) -> Result<(), String> {
+        self.with(|c| {
+            c.keys
+                .entry(stream.to_string())
+                .or_default()
+                .extend(keys.iter().map(str::to_string));
+        });
+        Ok(())
+    }
+    fn snapshot(&self, stream: &str, event: SnapshotEvent) -> Result<(), String> {
+        self.with(|c| {
+            c.snapshots
+                .entry(stream.to_string())
+                .or_default()
+                .push(event)
+        });
+        Ok(())
     }
 }

@@ -11,7 +11,8 @@
 //!   catches every panic at the boundary (reported as [`ErrorKind::Panic`]) and forwards
 //!   the plugin's `tracing` events to the host.
 //! - [`Emitter`] is how `read` talks back: record batches, state checkpoints, stream
-//!   statuses, control messages (rotated secrets), and the cancel flag.
+//!   statuses, control messages (rotated secrets), snapshots of live keys (from which
+//!   the host proves deletions), and the cancel flag.
 //! - [`ConnectorError`] carries an [`ErrorKind`] (Config, Auth, RateLimited, Transient,
 //!   Data, System, Panic); the host and [`toolkit`] decide on retries from it.
 //! - [`host`] is the other side, used by the `tributary` binary to load and call plugins.
@@ -105,11 +106,12 @@ pub mod toolkit;
 
 use std::future::Future;
 
-pub use emitter::Emitter;
+pub use emitter::{Emitter, Snapshot};
 pub use error::{ConnectorError, ErrorKind, Result};
 pub use protocol::{
-    Catalog, ConfiguredCatalog, ConfiguredStream, ConnectorInfo, ControlMessage, LogLevel,
-    ReadRequest, StreamDescriptor, StreamStatus, SyncMode, Window, PROTOCOL_VERSION,
+    Catalog, ConfiguredCatalog, ConfiguredStream, ConnectorInfo, ControlMessage, Coverage,
+    LogLevel, ReadRequest, SnapshotEvent, StreamDescriptor, StreamStatus, SyncMode, Window,
+    PROTOCOL_VERSION,
 };
 pub use record::Record;
 

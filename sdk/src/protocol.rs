@@ -115,6 +115,25 @@ pub struct Window {
     pub clients: Vec<String>,
 }
 
+impl Window {
+    /// Whether the read is restricted to some clients.
+    pub fn has_client_filter(&self) -> bool {
+        !self.clients.is_empty()
+    }
+
+    /// Whether the read is restricted to a date range.
+    pub fn has_dates(&self) -> bool {
+        self.start.is_some() || self.end.is_some()
+    }
+
+    /// Whether the window leaves rows of a stream out (clients or dates). A limit does not
+    /// count: it stops a read early at an exact position, which the connector reports by
+    /// not completing its snapshot.
+    pub fn narrows(&self) -> bool {
+        self.has_client_filter() || self.has_dates()
+    }
+}
+
 /// Everything a `read` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadRequest {
@@ -145,6 +164,37 @@ impl ReadRequest {
             }),
         }
     }
+}
+
+/// What a snapshot claims to have listed. See [`crate::Emitter::snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// The records (and keys) emitted are every live object of the stream **within this
+    /// read's window**. It proves deletions only when the window does not narrow the
+    /// stream: the host ignores such a snapshot under a client filter or a date range,
+    /// and when the stream's record limit was reached.
+    Window,
+    /// Every live key of the stream at the source, listed without the window's client and
+    /// date filters. The host accepts it whatever the window (rows outside the window are
+    /// still listed, so they never look deleted).
+    Source,
+}
+
+/// A snapshot's lifecycle, as it crosses the boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SnapshotEvent {
+    /// From here on every record and key of the stream counts as seen.
+    Begin {
+        /// What the snapshot will list.
+        coverage: Coverage,
+    },
+    /// The listing finished: every destination row of the stream that was not seen is
+    /// deleted at the source.
+    Complete,
+    /// The listing stopped early (error, limit, cancel): nothing may be concluded.
+    Abandon,
 }
 
 /// Lifecycle of one stream during a read.

@@ -92,7 +92,7 @@ fn full_then_incremental_sync_with_rotated_tokens() {
     let db = s.warehouse();
     for (stream, entity) in ENTITY_STREAMS {
         assert_eq!(
-            count(&db, &format!("qbo_{stream}")) as usize,
+            count(&db, &format!("qbo__{stream}")) as usize,
             emu.count(entity),
             "{stream}"
         );
@@ -103,7 +103,7 @@ fn full_then_incremental_sync_with_rotated_tokens() {
         );
     }
     let transactions: usize = TRANSACTIONS.iter().map(|e| emu.count(e)).sum();
-    assert_eq!(count(&db, "qbo_transaction_list") as usize, transactions);
+    assert_eq!(count(&db, "qbo__transaction_list") as usize, transactions);
     assert_eq!(report.records("qbo.deleted_objects"), 0);
     // The initial refresh token is dead now; the live one is in the credentials store.
     assert_eq!(
@@ -137,13 +137,13 @@ fn full_then_incremental_sync_with_rotated_tokens() {
     assert_eq!(report.records("qbo.payments"), 0);
     let db = s.warehouse();
     assert_eq!(
-        count(&db, "qbo_invoices") as usize,
+        count(&db, "qbo__invoices") as usize,
         emu.count("Invoice") + 2,
         "deleted rows are kept, marked"
     );
     let deleted: i64 = db
         .query_row(
-            "SELECT count(*) FROM qbo_invoices WHERE _deleted = 1",
+            "SELECT count(*) FROM qbo__invoices WHERE _deleted = 1",
             [],
             |r| r.get(0),
         )
@@ -152,7 +152,7 @@ fn full_then_incremental_sync_with_rotated_tokens() {
     for id in &created {
         let n: i64 = db
             .query_row(
-                "SELECT count(*) FROM qbo_invoices WHERE _pk = ?1 AND _deleted = 0",
+                "SELECT count(*) FROM qbo__invoices WHERE _pk = ?1 AND _deleted = 0",
                 [id],
                 |r| r.get(0),
             )
@@ -221,7 +221,7 @@ fn invalid_grant_fails_clearly_and_keeps_state() {
         .expect("state");
     assert_eq!(state_before, state_after);
     assert_eq!(
-        count(&s.warehouse(), "qbo_invoices") as usize,
+        count(&s.warehouse(), "qbo__invoices") as usize,
         emu.count("Invoice")
     );
     assert_no_secrets(&emu, &run);
@@ -254,7 +254,7 @@ fn malformed_json_names_stream_and_position_and_5xx_recovers() {
     let (run, _) = s.sync(&[]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(
-        count(&s.warehouse(), "qbo_invoices") as usize,
+        count(&s.warehouse(), "qbo__invoices") as usize,
         emu.count("Invoice")
     );
     assert_no_secrets(&emu, &run);

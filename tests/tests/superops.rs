@@ -115,7 +115,7 @@ fn full_sync_then_incremental_lands_every_row_once() {
             "{stream} emitted once each"
         );
         assert_eq!(
-            count(&wh, &format!("so_{stream}")),
+            count(&wh, &format!("so__{stream}")),
             dump.len() as i64,
             "{stream} landed"
         );
@@ -124,7 +124,7 @@ fn full_sync_then_incremental_lands_every_row_once() {
     let t = &emu.dump(Collection::Tickets)[5];
     let (pk, account): (String, String) = wh
         .query_row(
-            "SELECT _pk, json_extract(data, '$.client.accountId') FROM so_tickets WHERE _pk = ?1",
+            "SELECT _pk, json_extract(data, '$.client.accountId') FROM so__tickets WHERE _pk = ?1",
             [id_text(&t["ticketId"])],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -137,10 +137,10 @@ fn full_sync_then_incremental_lands_every_row_once() {
             .expect("bare number")
             .to_string()
     );
-    assert!(count(&wh, "so_sla_summary") > 0 && count(&wh, "so_technician_productivity") > 0);
+    assert!(count(&wh, "so__sla_summary") > 0 && count(&wh, "so__technician_productivity") > 0);
     let total: i64 = wh
         .query_row(
-            "SELECT sum(json_extract(data, '$.tickets')) FROM so_sla_summary",
+            "SELECT sum(json_extract(data, '$.tickets')) FROM so__sla_summary",
             [],
             |r| r.get(0),
         )
@@ -156,7 +156,7 @@ fn full_sync_then_incremental_lands_every_row_once() {
     assert!(state.contains("cursor"), "{state}");
 
     // Changes, then an incremental run: exactly the changed tickets, upserted.
-    let before = pks(&wh, "so_tickets");
+    let before = pks(&wh, "so__tickets");
     let opened = emu.open_ticket(1);
     let edited = id_text(&emu.dump(Collection::Tickets)[10]["ticketId"]);
     let resolved = id_text(&emu.dump(Collection::Tickets)[20]["ticketId"]);
@@ -164,12 +164,12 @@ fn full_sync_then_incremental_lands_every_row_once() {
     let (run, report) = sync(&s, emu.token(), &["--stream", "tickets"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(report.records("so.tickets"), 3, "{report:?}");
-    let after = pks(&wh, "so_tickets");
+    let after = pks(&wh, "so__tickets");
     assert_eq!(after.len(), before.len() + 1);
     assert!(after.contains(&opened));
     let status: String = wh
         .query_row(
-            "SELECT json_extract(data, '$.status') FROM so_tickets WHERE _pk = ?1",
+            "SELECT json_extract(data, '$.status') FROM so__tickets WHERE _pk = ?1",
             [&resolved],
             |r| r.get(0),
         )
@@ -211,7 +211,7 @@ fn rate_limited_sync_recovers() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(report.all_complete(), "{report:?}");
     assert_eq!(
-        count(&s.warehouse(), "so_tickets"),
+        count(&s.warehouse(), "so__tickets"),
         emu.dump(Collection::Tickets).len() as i64
     );
     assert!(emu.stats().throttled > 0);

@@ -7,15 +7,19 @@
 //! that crashed) are truncated away, so a resumed run appends each record exactly once.
 //! Consumers that want the newest version of a record take the last line per `_pk`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tributary_sdk::host::RecordBatch;
+use serde_json::value::RawValue;
+use tributary_sdk::host::{KeyBatch, RecordBatch};
+use tributary_sdk::Record;
 
-use super::{io_err, table_name, Destination, DestinationError, StateMap};
+use super::{
+    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, StateMap,
+};
 use crate::credentials::write_atomic;
 
 const STATE_FILE: &str = "_state.json";
@@ -43,7 +47,35 @@ pub struct JsonlDestination {
     staged: StateFile,
     pub(super) files: BTreeMap<String, OpenFile>,
     line: Vec<u8>,
+    /// Open snapshots: data file name → keys seen. Only keys are held, never records.
+    snapshots: HashMap<String, HashSet<String>>,
 }
+
+/// The two fields of a line a snapshot needs to know which keys are live.
+#[derive(Deserialize)]
+struct LineKey {
+    _pk: String,
+    _deleted: bool,
+}
+
+/// What a delete line copies from the last line of its key.
+#[derive(Deserialize)]
+struct LineBody<'a> {
+    #[serde(borrow)]
+    _cursor: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// `_source` and `_stream` of a line, to recognise a legacy file's owner.
+#[derive(Deserialize)]
+struct LineOwner {
+    _source: String,
+    _stream: String,
+}
+
+/// Delete lines written per batch when a snapshot closes.
+const DELETE_BATCH: usize = 1000;
 
 impl JsonlDestination {
     /// Opens the directory, discarding data written after the last commit.
@@ -94,7 +126,103 @@ impl JsonlDestination {
             committed,
             files: BTreeMap::new(),
             line: Vec::with_capacity(4096),
+            snapshots: HashMap::new(),
         })
+    }
+
+    /// Renames a file written under the old `<source>_<stream>.jsonl` scheme when its
+    /// lines belong to this stream. The state file learns the new name before the
+    /// rename, so a crash in between loses nothing (an unknown file would be truncated).
+    fn migrate_legacy(
+        &mut self,
+        source: &str,
+        stream: &str,
+        name: &str,
+    ) -> Result<(), DestinationError> {
+        let legacy = format!("{}.jsonl", legacy_table_name(source, stream));
+        if legacy == name
+            || self.files.contains_key(name)
+            || self.dir.join(name).exists()
+            || !self.committed.files.contains_key(&legacy)
+        {
+            return Ok(());
+        }
+        let legacy_path = self.dir.join(&legacy);
+        let first = match File::open(&legacy_path) {
+            Ok(f) => {
+                let mut line = String::new();
+                BufReader::new(f)
+                    .read_line(&mut line)
+                    .map_err(io_err(format!("cannot read {}", legacy_path.display())))?;
+                line
+            }
+            Err(_) => return Ok(()),
+        };
+        let owned = serde_json::from_str::<LineOwner>(first.trim())
+            .is_ok_and(|o| o._source == source && o._stream == stream);
+        if !owned && !first.trim().is_empty() {
+            tracing::warn!(legacy = %legacy, "the old file {legacy} holds another stream's lines (names used to collide); left in place");
+            return Ok(());
+        }
+        let len = self.committed.files.get(&legacy).copied().unwrap_or(0);
+        self.committed.files.insert(name.to_string(), len);
+        self.staged.files.insert(name.to_string(), len);
+        self.write_state_file(&self.committed.clone())?;
+        fs::rename(&legacy_path, self.dir.join(name))
+            .map_err(io_err(format!("cannot rename {}", legacy_path.display())))?;
+        self.committed.files.remove(&legacy);
+        self.staged.files.remove(&legacy);
+        self.write_state_file(&self.committed.clone())?;
+        tracing::info!(from = %legacy, to = name, "renamed a file to the new naming scheme");
+        Ok(())
+    }
+
+    fn write_state_file(&self, state: &StateFile) -> Result<(), DestinationError> {
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| DestinationError::Io {
+            context: "cannot serialize state".to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let path = self.dir.join(STATE_FILE);
+        write_atomic(&path, &bytes).map_err(io_err(format!("cannot write {}", path.display())))
+    }
+
+    /// The newest line of every key in a data file (staged lines included): key →
+    /// (offset, length, deleted).
+    fn last_lines(
+        &mut self,
+        name: &str,
+    ) -> Result<HashMap<String, (u64, usize, bool)>, DestinationError> {
+        let path = self.dir.join(name);
+        if let Some(f) = self.files.get_mut(name) {
+            f.writer
+                .flush()
+                .map_err(io_err(format!("cannot flush {name}")))?;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) => return Err(io_err(format!("cannot open {}", path.display()))(e)),
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut keys = HashMap::new();
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(io_err(format!("cannot read {}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            let key: LineKey = serde_json::from_slice(&line).map_err(|e| DestinationError::Io {
+                context: format!("{} has an unreadable line at byte {offset}", path.display()),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+            keys.insert(key._pk, (offset, n, key._deleted));
+            offset += n as u64;
+        }
+        Ok(keys)
     }
 
     fn file(&mut self, name: &str) -> Result<&mut OpenFile, DestinationError> {
@@ -137,6 +265,10 @@ impl Destination for JsonlDestination {
         extracted_at: &str,
     ) -> Result<(), DestinationError> {
         let name = format!("{}.jsonl", table_name(source, stream));
+        self.migrate_legacy(source, stream, &name)?;
+        if let Some(seen) = self.snapshots.get_mut(&name) {
+            seen.extend(batch.iter().map(|r| r.pk.to_string()));
+        }
         let mut line = std::mem::take(&mut self.line);
         // The prefix is the same for every record of the batch.
         let mut prefix = Vec::with_capacity(128);
@@ -208,12 +340,7 @@ impl Destination for JsonlDestination {
         if self.staged.files == self.committed.files && self.staged.state == self.committed.state {
             return Ok(());
         }
-        let bytes = serde_json::to_vec_pretty(&self.staged).map_err(|e| DestinationError::Io {
-            context: "cannot serialize state".to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let path = self.dir.join(STATE_FILE);
-        write_atomic(&path, &bytes).map_err(io_err(format!("cannot write {}", path.display())))?;
+        self.write_state_file(&self.staged)?;
         self.committed = self.staged.clone();
         Ok(())
     }
@@ -222,6 +349,7 @@ impl Destination for JsonlDestination {
         // Staged lines may sit in buffers or even on disk; they are past the committed
         // length and get truncated at the next open. Forget the staged state.
         self.staged = self.committed.clone();
+        self.snapshots.clear();
     }
 
     fn load_state(&self) -> Result<StateMap, DestinationError> {
@@ -239,11 +367,99 @@ impl Destination for JsonlDestination {
                 continue;
             }
             let before = streams.len();
-            streams.retain(|name, _| stream.is_some_and(|s| s != name));
+            streams.retain(|key, _| stream.is_some_and(|s| !state_key_is_of(key, s)));
             removed += before - streams.len();
         }
         self.staged.state.retain(|_, streams| !streams.is_empty());
         self.commit()?;
         Ok(removed)
+    }
+
+    fn begin_snapshot(&mut self, source: &str, stream: &str) -> Result<(), DestinationError> {
+        let name = format!("{}.jsonl", table_name(source, stream));
+        self.snapshots.insert(name, HashSet::new());
+        Ok(())
+    }
+
+    fn snapshot_keys(
+        &mut self,
+        source: &str,
+        stream: &str,
+        keys: &KeyBatch,
+    ) -> Result<(), DestinationError> {
+        let name = format!("{}.jsonl", table_name(source, stream));
+        if let Some(seen) = self.snapshots.get_mut(&name) {
+            seen.extend(keys.iter().map(str::to_string));
+        }
+        Ok(())
+    }
+
+    fn finish_snapshot(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+    ) -> Result<u64, DestinationError> {
+        let name = format!("{}.jsonl", table_name(source, stream));
+        let Some(seen) = self.snapshots.remove(&name) else {
+            return Ok(0);
+        };
+        self.migrate_legacy(source, stream, &name)?;
+        let mut vanished: Vec<(u64, usize)> = self
+            .last_lines(&name)?
+            .into_iter()
+            .filter(|(pk, (_, _, deleted))| !deleted && !seen.contains(pk))
+            .map(|(_, (offset, len, _))| (offset, len))
+            .collect();
+        drop(seen);
+        vanished.sort_unstable();
+        let path = self.dir.join(&name);
+        let mut reader =
+            File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
+        let mut marked = 0u64;
+        for chunk in vanished.chunks(DELETE_BATCH) {
+            let mut records = Vec::with_capacity(chunk.len());
+            let mut buf = Vec::new();
+            for &(offset, len) in chunk {
+                buf.resize(len, 0);
+                reader
+                    .seek(SeekFrom::Start(offset))
+                    .and_then(|_| reader.read_exact(&mut buf))
+                    .map_err(io_err(format!("cannot read {}", path.display())))?;
+                let key: LineKey =
+                    serde_json::from_slice(&buf).map_err(|e| DestinationError::Io {
+                        context: format!(
+                            "{} has an unreadable line at byte {offset}",
+                            path.display()
+                        ),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                    })?;
+                let body: LineBody<'_> =
+                    serde_json::from_slice(&buf).map_err(|e| DestinationError::Io {
+                        context: format!(
+                            "{} has an unreadable line at byte {offset}",
+                            path.display()
+                        ),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                    })?;
+                let mut record =
+                    Record::from_json(key._pk, body.data.get().to_string()).with_deleted(true);
+                record.cursor = body._cursor.map(|c| c.into_owned());
+                records.push(record);
+            }
+            marked += records.len() as u64;
+            self.write(
+                source,
+                stream,
+                &RecordBatch::from_records(records),
+                noticed_at,
+            )?;
+        }
+        Ok(marked)
+    }
+
+    fn abandon_snapshot(&mut self, source: &str, stream: &str) {
+        self.snapshots
+            .remove(&format!("{}.jsonl", table_name(source, stream)));
     }
 }

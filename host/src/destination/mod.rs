@@ -6,7 +6,7 @@ mod sqlite;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tributary_sdk::host::RecordBatch;
+use tributary_sdk::host::{KeyBatch, RecordBatch};
 
 pub use jsonl::JsonlDestination;
 pub use sqlite::SqliteDestination;
@@ -75,13 +75,58 @@ pub trait Destination: Send {
     /// Every committed state.
     fn load_state(&self) -> Result<StateMap, DestinationError>;
 
-    /// Deletes committed state: all, one source's, or one stream's. Returns how many
-    /// stream states were removed.
+    /// Deletes committed state: all, one source's, or one stream's (a stream's scoped
+    /// states included). Returns how many stream states were removed.
     fn reset_state(
         &mut self,
         source: Option<&str>,
         stream: Option<&str>,
     ) -> Result<usize, DestinationError>;
+
+    /// Opens a snapshot of `source.stream`: from now until [`Destination::finish_snapshot`]
+    /// every record written to the stream and every key given to
+    /// [`Destination::snapshot_keys`] counts as seen. Opening one again starts over.
+    fn begin_snapshot(&mut self, source: &str, stream: &str) -> Result<(), DestinationError>;
+
+    /// Live keys of an open snapshot. Kept outside memory where the destination can
+    /// (a temporary table), so a listing of millions of keys stays small.
+    fn snapshot_keys(
+        &mut self,
+        source: &str,
+        stream: &str,
+        keys: &KeyBatch,
+    ) -> Result<(), DestinationError>;
+
+    /// Closes the snapshot and stages a deletion of every live row of the stream that was
+    /// not seen: the row keeps its data and cursor, gets `_deleted` set and
+    /// `_extracted_at = noticed_at`. Committed with the next [`Destination::commit`], in
+    /// the same transaction as everything staged before it. Returns the rows marked.
+    fn finish_snapshot(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+    ) -> Result<u64, DestinationError>;
+
+    /// Forgets an open snapshot without concluding anything.
+    fn abandon_snapshot(&mut self, source: &str, stream: &str);
+}
+
+/// The state key of `stream` in a narrowed scope (see `runner::scope_of`): the plain
+/// stream name for the main scope, `stream [scope]` otherwise.
+pub fn state_key(stream: &str, scope: Option<&str>) -> String {
+    match scope {
+        None => stream.to_string(),
+        Some(scope) => format!("{stream} [{scope}]"),
+    }
+}
+
+/// Whether a stored state key belongs to `stream` (its main or any narrowed scope).
+pub fn state_key_is_of(key: &str, stream: &str) -> bool {
+    key == stream
+        || key
+            .strip_prefix(stream)
+            .is_some_and(|rest| rest.starts_with(" ["))
 }
 
 /// Opens the destination of `kind` at `path`.
@@ -93,19 +138,62 @@ pub fn open(kind: &str, path: &Path) -> Result<Box<dyn Destination>, Destination
     }
 }
 
-/// The table (or file stem) for a stream: `<source>_<stream>`, reduced to `[a-z0-9_]`.
-pub fn table_name(source: &str, stream: &str) -> String {
-    format!("{source}_{stream}")
+/// The source name as it appears in table names: lower case, `-` as `_`.
+pub fn table_prefix(source: &str) -> String {
+    source
         .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
+        .map(|c| match c.to_ascii_lowercase() {
+            '-' => '_',
+            c => c,
         })
         .collect()
+}
+
+/// The table (or file stem) of a stream: `<source>__<stream>`.
+///
+/// Injective because the plan refuses source names whose [`table_prefix`] collide or
+/// that contain `__` or start or end with `_`/`-` (see [`source_name_problem`]), and the
+/// runner refuses stream names outside `[a-z0-9]+(_[a-z0-9]+)*` (see
+/// [`stream_name_problem`]): the first `__` in a table name is always the separator.
+pub fn table_name(source: &str, stream: &str) -> String {
+    format!("{}__{stream}", table_prefix(source))
+}
+
+/// The name versions before 0.2 used (`<source>_<stream>`, not injective), for migration.
+pub fn legacy_table_name(source: &str, stream: &str) -> String {
+    format!("{}_{stream}", table_prefix(source))
+}
+
+/// Why `name` cannot be a source name, if it cannot.
+pub fn source_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Some("source names may use letters, digits, `_` and `-` only");
+    }
+    let folded = table_prefix(name);
+    if folded.starts_with('_') || folded.ends_with('_') || folded.contains("__") {
+        return Some(
+            "source names may not start or end with `_` or `-`, nor hold two of them in a row (`__` separates source and stream in table names)",
+        );
+    }
+    None
+}
+
+/// Why `name` cannot be a stream name (as a plugin declares it), if it cannot.
+pub fn stream_name_problem(name: &str) -> Option<&'static str> {
+    let ok = !name.is_empty()
+        && name.split('_').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    (!ok).then_some(
+        "stream names must be lower-case letters and digits in words joined by single `_`",
+    )
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DestinationError {

@@ -1,19 +1,23 @@
 //! The embedded SQLite warehouse: a table per stream, upsert by primary key, and the state
 //! table in the same file, committed in the same transaction as the records it covers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use tributary_sdk::host::RecordBatch;
+use tributary_sdk::host::{KeyBatch, RecordBatch};
 
-use super::{io_err, table_name, Destination, DestinationError, StateMap};
+use super::{
+    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, StateMap,
+};
 
 /// The SQLite warehouse.
 pub struct SqliteDestination {
     conn: Connection,
     in_txn: bool,
     tables: HashSet<String>,
+    /// Open snapshots: data table → the temporary table of keys seen.
+    snapshots: HashMap<String, String>,
 }
 
 const STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS _tributary_state (
@@ -39,11 +43,58 @@ impl SqliteDestination {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "busy_timeout", 10_000)?;
         conn.execute_batch(STATE_DDL)?;
+        // Seen-key tables of snapshots are TEMP: private to this connection, gone with
+        // it, so a run killed mid-snapshot leaves nothing that could mark a row later.
+        conn.pragma_update(None, "temp_store", "FILE")?;
         Ok(SqliteDestination {
             conn,
             in_txn: false,
             tables: HashSet::new(),
+            snapshots: HashMap::new(),
         })
+    }
+
+    fn table_exists(&self, table: &str) -> Result<bool, DestinationError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [table],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Renames a table written under the old `<source>_<stream>` scheme when it holds
+    /// exactly this stream's rows, so an existing warehouse keeps its data and state.
+    fn migrate_legacy(
+        &mut self,
+        source: &str,
+        stream: &str,
+        table: &str,
+    ) -> Result<(), DestinationError> {
+        let legacy = legacy_table_name(source, stream);
+        if legacy == table || self.table_exists(table)? || !self.table_exists(&legacy)? {
+            return Ok(());
+        }
+        let foreign: i64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM \"{legacy}\" WHERE _source <> ?1 OR _stream <> ?2"),
+            params![source, stream],
+            |r| r.get(0),
+        )?;
+        if foreign > 0 {
+            tracing::warn!(
+                legacy = %legacy,
+                table,
+                "the old table {legacy} also holds rows of another stream (names used to collide); left in place. Re-read this stream with `tributary run --full-refresh --source {source} --stream {stream}`"
+            );
+            return Ok(());
+        }
+        self.conn
+            .execute_batch(&format!("ALTER TABLE \"{legacy}\" RENAME TO \"{table}\""))?;
+        tracing::info!(from = %legacy, to = table, "renamed a table to the new naming scheme");
+        Ok(())
     }
 
     fn begin(&mut self) -> Result<(), DestinationError> {
@@ -54,10 +105,16 @@ impl SqliteDestination {
         Ok(())
     }
 
-    fn ensure_table(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn ensure_table(
+        &mut self,
+        source: &str,
+        stream: &str,
+        table: &str,
+    ) -> Result<(), DestinationError> {
         if self.tables.contains(table) {
             return Ok(());
         }
+        self.migrate_legacy(source, stream, table)?;
         // WITHOUT ROWID: the primary key is the only index, so an upsert touches one b-tree.
         self.conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (
@@ -85,7 +142,15 @@ impl Destination for SqliteDestination {
     ) -> Result<(), DestinationError> {
         let table = table_name(source, stream);
         self.begin()?;
-        self.ensure_table(&table)?;
+        self.ensure_table(source, stream, &table)?;
+        if let Some(seen) = self.snapshots.get(&table) {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO temp.\"{seen}\" (k) VALUES (?1)"
+            ))?;
+            for r in batch.iter() {
+                stmt.execute([r.pk])?;
+            }
+        }
         let mut stmt = self.conn.prepare_cached(&format!(
             "INSERT INTO \"{table}\" (_pk, _source, _stream, _cursor, _extracted_at, _deleted, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -139,6 +204,13 @@ impl Destination for SqliteDestination {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.in_txn = false;
         }
+        // Seen-key tables created in the rolled-back transaction are gone; a snapshot
+        // cannot survive a rollback anyway (its records were dropped).
+        for (_, seen) in self.snapshots.drain() {
+            let _ = self
+                .conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{seen}\""));
+        }
     }
 
     fn load_state(&self) -> Result<StateMap, DestinationError> {
@@ -170,11 +242,91 @@ impl Destination for SqliteDestination {
         source: Option<&str>,
         stream: Option<&str>,
     ) -> Result<usize, DestinationError> {
-        let n = self.conn.execute(
-            "DELETE FROM _tributary_state WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR stream = ?2)",
-            params![source, stream],
-        )?;
+        let keys: Vec<(String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT source, stream FROM _tributary_state WHERE ?1 IS NULL OR source = ?1",
+            )?;
+            let rows = stmt.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut n = 0;
+        for (src, key) in keys {
+            if stream.is_none_or(|s| state_key_is_of(&key, s)) {
+                n += self.conn.execute(
+                    "DELETE FROM _tributary_state WHERE source = ?1 AND stream = ?2",
+                    params![src, key],
+                )?;
+            }
+        }
         Ok(n)
+    }
+
+    fn begin_snapshot(&mut self, source: &str, stream: &str) -> Result<(), DestinationError> {
+        let table = table_name(source, stream);
+        self.begin()?;
+        let seen = format!("seen:{table}");
+        self.conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS temp.\"{seen}\";
+             CREATE TEMP TABLE \"{seen}\" (k TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;"
+        ))?;
+        self.snapshots.insert(table, seen);
+        Ok(())
+    }
+
+    fn snapshot_keys(
+        &mut self,
+        source: &str,
+        stream: &str,
+        keys: &KeyBatch,
+    ) -> Result<(), DestinationError> {
+        let table = table_name(source, stream);
+        let Some(seen) = self.snapshots.get(&table).cloned() else {
+            return Ok(());
+        };
+        self.begin()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO temp.\"{seen}\" (k) VALUES (?1)"
+        ))?;
+        for k in keys.iter() {
+            stmt.execute([k])?;
+        }
+        Ok(())
+    }
+
+    fn finish_snapshot(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+    ) -> Result<u64, DestinationError> {
+        let table = table_name(source, stream);
+        let Some(seen) = self.snapshots.remove(&table) else {
+            return Ok(0);
+        };
+        self.begin()?;
+        self.migrate_legacy(source, stream, &table)?;
+        let marked = if self.table_exists(&table)? {
+            self.conn.execute(
+                &format!(
+                    "UPDATE \"{table}\" SET _deleted = 1, _extracted_at = ?1
+                     WHERE _deleted = 0 AND NOT EXISTS (SELECT 1 FROM temp.\"{seen}\" s WHERE s.k = \"{table}\"._pk)"
+                ),
+                [noticed_at],
+            )? as u64
+        } else {
+            0
+        };
+        self.conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{seen}\""))?;
+        Ok(marked)
+    }
+
+    fn abandon_snapshot(&mut self, source: &str, stream: &str) {
+        if let Some(seen) = self.snapshots.remove(&table_name(source, stream)) {
+            let _ = self
+                .conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{seen}\""));
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 use std::io::Write;
 
-use tributary_sdk::host::RecordBatch;
+use tributary_sdk::host::{KeyBatch, RecordBatch};
 use tributary_sdk::Record;
 
 use super::*;
@@ -35,12 +35,12 @@ fn sqlite_upserts_and_commits_state_with_records() {
     drop(d);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let n: i64 = conn
-        .query_row("SELECT count(*) FROM src_s", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM src__s", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 4, "upsert keeps one row per primary key");
     let v: String = conn
         .query_row(
-            "SELECT json_extract(data, '$.v') FROM src_s WHERE _pk = '3'",
+            "SELECT json_extract(data, '$.v') FROM src__s WHERE _pk = '3'",
             [],
             |r| r.get(0),
         )
@@ -77,7 +77,7 @@ fn jsonl_truncates_uncommitted_tail_on_open() {
             f.writer.flush().unwrap();
         }
     }
-    let file = dir.path().join("src_s.jsonl");
+    let file = dir.path().join("src__s.jsonl");
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
     let d = JsonlDestination::open(dir.path()).unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
@@ -106,10 +106,222 @@ fn jsonl_lines_carry_metadata_and_raw_data() {
     ]);
     d.write("src", "s", &b, "2026-01-01T00:00:00Z").unwrap();
     d.commit().unwrap();
-    let line = std::fs::read_to_string(dir.path().join("src_s.jsonl")).unwrap();
+    let line = std::fs::read_to_string(dir.path().join("src__s.jsonl")).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(v["_pk"], "k\"1");
     assert_eq!(v["_deleted"], true);
     assert_eq!(v["_cursor"], serde_json::Value::Null);
     assert_eq!(v["data"]["x"], 1);
+}
+
+fn keys(ids: &[u32]) -> KeyBatch {
+    KeyBatch::from_keys(ids.iter().map(u32::to_string).collect())
+}
+
+/// (pk, deleted, v) of every row, ordered by pk.
+fn sqlite_rows(path: &std::path::Path, table: &str) -> Vec<(String, bool, String)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT _pk, _deleted, json_extract(data, '$.v') FROM \"{table}\" ORDER BY CAST(_pk AS INTEGER)"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The last line per `_pk` of a JSONL file, as (pk, deleted, v), ordered by pk.
+fn jsonl_view(path: &std::path::Path) -> Vec<(String, bool, String)> {
+    let mut last = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let pk = v["_pk"].as_str().unwrap().to_string();
+        last.insert(
+            pk.parse::<u32>().unwrap(),
+            (
+                pk,
+                v["_deleted"].as_bool().unwrap(),
+                v["data"]["v"].as_str().unwrap().to_string(),
+            ),
+        );
+    }
+    last.into_values().collect()
+}
+
+/// The same sequence against any destination: rows 1..=5 land; a snapshot sees 1 and 2
+/// as records and 4 as a key; 3 and 5 vanish. An abandoned snapshot concludes nothing, a
+/// vanished row that comes back is live again.
+fn snapshot_scenario(d: &mut dyn Destination) -> Vec<u64> {
+    d.write("src", "s", &batch(&[1, 2, 3, 4, 5], "a"), "t0")
+        .unwrap();
+    d.commit().unwrap();
+    let mut marks = Vec::new();
+    // Abandoned (a limit, an error): nothing marked although 1..5 were not seen.
+    d.begin_snapshot("src", "s").unwrap();
+    d.snapshot_keys("src", "s", &keys(&[1])).unwrap();
+    d.abandon_snapshot("src", "s");
+    d.commit().unwrap();
+    // Completed: 3 and 5 are gone at the source.
+    d.begin_snapshot("src", "s").unwrap();
+    d.write("src", "s", &batch(&[1, 2], "b"), "t1").unwrap();
+    d.snapshot_keys("src", "s", &keys(&[4])).unwrap();
+    marks.push(d.finish_snapshot("src", "s", "t2").unwrap());
+    d.commit().unwrap();
+    // Again: already-deleted rows are not marked twice.
+    d.begin_snapshot("src", "s").unwrap();
+    d.snapshot_keys("src", "s", &keys(&[1, 2, 4])).unwrap();
+    marks.push(d.finish_snapshot("src", "s", "t3").unwrap());
+    d.commit().unwrap();
+    // Row 5 comes back.
+    d.write("src", "s", &batch(&[5], "c"), "t4").unwrap();
+    d.commit().unwrap();
+    marks
+}
+
+fn expected_after_scenario() -> Vec<(String, bool, String)> {
+    vec![
+        ("1".into(), false, "b".into()),
+        ("2".into(), false, "b".into()),
+        ("3".into(), true, "a".into()),
+        ("4".into(), false, "a".into()),
+        ("5".into(), false, "c".into()),
+    ]
+}
+
+#[test]
+fn sqlite_snapshot_marks_exactly_the_unseen_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let mut d = SqliteDestination::open(&path).unwrap();
+    assert_eq!(snapshot_scenario(&mut d), vec![2, 0]);
+    drop(d);
+    assert_eq!(sqlite_rows(&path, "src__s"), expected_after_scenario());
+}
+
+#[test]
+fn sqlite_snapshot_rolled_back_marks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let mut d = SqliteDestination::open(&path).unwrap();
+    d.write("src", "s", &batch(&[1, 2], "a"), "t0").unwrap();
+    d.commit().unwrap();
+    d.begin_snapshot("src", "s").unwrap();
+    assert_eq!(d.finish_snapshot("src", "s", "t1").unwrap(), 2);
+    // The process dies before the commit.
+    d.rollback();
+    drop(d);
+    assert!(sqlite_rows(&path, "src__s")
+        .iter()
+        .all(|(_, deleted, _)| !deleted));
+}
+
+#[test]
+fn jsonl_snapshot_appends_one_delete_line_per_vanished_key_and_matches_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = JsonlDestination::open(dir.path()).unwrap();
+    assert_eq!(snapshot_scenario(&mut d), vec![2, 0]);
+    let file = dir.path().join("src__s.jsonl");
+    assert_eq!(jsonl_view(&file), expected_after_scenario());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deletes: Vec<&serde_json::Value> = lines.iter().filter(|l| l["_deleted"] == true).collect();
+    assert_eq!(
+        deletes.len(),
+        2,
+        "one delete line per vanished key: {deletes:?}"
+    );
+    for line in deletes {
+        assert_eq!(line["_extracted_at"], "t2");
+        assert_eq!(
+            line["_cursor"],
+            format!("c{}", line["_pk"].as_str().unwrap())
+        );
+    }
+}
+
+#[test]
+fn legacy_tables_and_files_are_renamed_when_they_hold_one_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE src_s (_pk TEXT PRIMARY KEY NOT NULL, _source TEXT NOT NULL, _stream TEXT NOT NULL,
+                 _cursor TEXT, _extracted_at TEXT NOT NULL, _deleted INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO src_s VALUES ('9', 'src', 's', 'c9', 't', 0, '{\"v\":\"old\"}');",
+        )
+        .unwrap();
+    }
+    let mut d = SqliteDestination::open(&path).unwrap();
+    d.write("src", "s", &batch(&[1], "a"), "t0").unwrap();
+    d.commit().unwrap();
+    drop(d);
+    let rows = sqlite_rows(&path, "src__s");
+    assert_eq!(rows.len(), 2, "the old rows moved with the table: {rows:?}");
+
+    let jdir = tempfile::tempdir().unwrap();
+    {
+        let mut d = JsonlDestination::open(jdir.path()).unwrap();
+        d.write("src", "s", &batch(&[9], "old"), "t").unwrap();
+        d.commit().unwrap();
+    }
+    // Pretend an older version wrote it: move the file and its committed length back.
+    std::fs::rename(
+        jdir.path().join("src__s.jsonl"),
+        jdir.path().join("src_s.jsonl"),
+    )
+    .unwrap();
+    let state = std::fs::read_to_string(jdir.path().join("_state.json")).unwrap();
+    std::fs::write(
+        jdir.path().join("_state.json"),
+        state.replace("src__s.jsonl", "src_s.jsonl"),
+    )
+    .unwrap();
+    let mut d = JsonlDestination::open(jdir.path()).unwrap();
+    d.write("src", "s", &batch(&[1], "a"), "t0").unwrap();
+    d.commit().unwrap();
+    drop(d);
+    assert!(!jdir.path().join("src_s.jsonl").exists());
+    let view = jsonl_view(&jdir.path().join("src__s.jsonl"));
+    assert_eq!(view.len(), 2, "{view:?}");
+    // Reopening keeps both lines (the new name is the committed one).
+    JsonlDestination::open(jdir.path()).unwrap();
+    assert_eq!(jsonl_view(&jdir.path().join("src__s.jsonl")).len(), 2);
+}
+
+#[test]
+fn table_names_cannot_collide() {
+    use std::collections::HashSet;
+    let sources = ["acme", "x", "x_client", "a-b", "my_src", "m1"];
+    let streams = [
+        "client_contracts",
+        "contracts",
+        "client_profiles",
+        "b_c",
+        "c",
+    ];
+    let mut seen = HashSet::new();
+    for src in sources {
+        assert_eq!(source_name_problem(src), None, "{src}");
+        for stream in streams {
+            assert_eq!(stream_name_problem(stream), None, "{stream}");
+            assert!(
+                seen.insert(table_name(src, stream)),
+                "{src}.{stream} collides"
+            );
+        }
+    }
+    for bad in ["a__b", "_a", "a_", "a-", "-a", "a-_b", "a.b", ""] {
+        assert!(source_name_problem(bad).is_some(), "{bad} accepted");
+    }
+    for bad in ["_s", "s_", "a__b", "A", "a-b", ""] {
+        assert!(stream_name_problem(bad).is_some(), "{bad} accepted");
+    }
+    assert!(state_key_is_of("tickets [clients=1]", "tickets"));
+    assert!(!state_key_is_of("tickets_x", "tickets"));
 }

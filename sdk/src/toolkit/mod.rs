@@ -1,9 +1,11 @@
-//! Reusable pieces for connectors that talk to remote APIs: retry with backoff and a
-//! client-side request budget. They compile into each plugin; nothing here crosses the
-//! boundary.
+//! Reusable pieces for connectors: retry with backoff, a client-side request budget, and
+//! the schedule of reconciliation passes. They compile into each plugin; nothing here
+//! crosses the boundary.
 
 mod backoff;
 mod budget;
+mod reconcile;
 
 pub use backoff::{retry, Backoff};
 pub use budget::{RateBudget, RateBudgetConfig};
+pub use reconcile::ReconcileEvery;

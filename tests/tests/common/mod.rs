@@ -161,17 +161,21 @@ impl Scratch {
 pub struct Report {
     /// `source.stream` → (records, status)
     pub streams: BTreeMap<String, (u64, String)>,
+    /// `source.stream` → rows deleted (deletion records plus rows a snapshot marked)
+    pub deleted: BTreeMap<String, u64>,
 }
 
 impl Report {
     fn from_json(v: serde_json::Value) -> Report {
         let mut streams = BTreeMap::new();
+        let mut deleted = BTreeMap::new();
         for r in v.as_array().into_iter().flatten() {
             let key = format!(
                 "{}.{}",
                 r["source"].as_str().unwrap_or(""),
                 r["stream"].as_str().unwrap_or("")
             );
+            deleted.insert(key.clone(), r["deleted"].as_u64().unwrap_or(0));
             streams.insert(
                 key,
                 (
@@ -180,7 +184,15 @@ impl Report {
                 ),
             );
         }
-        Report { streams }
+        Report { streams, deleted }
+    }
+
+    /// Rows deleted in `source.stream` by this run.
+    pub fn deleted(&self, key: &str) -> u64 {
+        self.deleted
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| panic!("no stream {key} in {self:?}"))
     }
 
     pub fn records(&self, key: &str) -> u64 {

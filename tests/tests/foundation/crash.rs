@@ -49,7 +49,7 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
         )
         .ok()
         .and_then(|c| {
-            c.query_row("SELECT count(*) FROM internal_service_history", [], |r| {
+            c.query_row("SELECT count(*) FROM internal__service_history", [], |r| {
                 r.get::<_, i64>(0)
             })
             .ok()
@@ -70,7 +70,7 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
     assert!(!status.success());
 
     let wh = s.warehouse();
-    let after_kill = count(&wh, "internal_service_history");
+    let after_kill = count(&wh, "internal__service_history");
     assert!(after_kill >= committed_before_kill);
     assert!(
         after_kill < total,
@@ -93,7 +93,7 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
         let id = state["id"].as_i64().expect("cursor id in state");
         let covered = rows_covered_by(&src, updated_at, id);
         let mut stmt = wh
-            .prepare("SELECT 1 FROM internal_service_history WHERE _pk = ?1")
+            .prepare("SELECT 1 FROM internal__service_history WHERE _pk = ?1")
             .unwrap();
         let missing = covered
             .iter()
@@ -111,10 +111,10 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
     let (run, report) = s.sync(&[]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(report.records("internal.service_history") as i64 <= total);
-    assert_eq!(count(&wh, "internal_service_history"), total);
+    assert_eq!(count(&wh, "internal__service_history"), total);
     let mut per_pk: BTreeMap<String, i64> = BTreeMap::new();
     let mut stmt = wh
-        .prepare("SELECT _pk, count(*) FROM internal_service_history GROUP BY _pk")
+        .prepare("SELECT _pk, count(*) FROM internal__service_history GROUP BY _pk")
         .unwrap();
     for row in stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -131,7 +131,7 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
         .unwrap();
     let wh_digest: String = wh
         .query_row(
-            "SELECT group_concat(_pk || '@' || _cursor, ',') FROM (SELECT _pk, _cursor FROM internal_service_history ORDER BY CAST(_pk AS INTEGER))",
+            "SELECT group_concat(_pk || '@' || _cursor, ',') FROM (SELECT _pk, _cursor FROM internal__service_history ORDER BY CAST(_pk AS INTEGER))",
             [],
             |r| r.get(0),
         )

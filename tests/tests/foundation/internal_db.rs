@@ -65,12 +65,12 @@ fn full_then_incremental_then_modified_rows_only() {
             "{stream} emitted once each"
         );
         assert_eq!(
-            count(&wh, &format!("internal_{stream}")),
+            count(&wh, &format!("internal__{stream}")),
             n,
             "{stream} landed"
         );
         assert_eq!(
-            pks(&wh, &format!("internal_{stream}")),
+            pks(&wh, &format!("internal__{stream}")),
             source_ids(&src, &format!("SELECT id FROM {stream}")),
             "{stream}: same keys"
         );
@@ -97,14 +97,14 @@ fn full_then_incremental_then_modified_rows_only() {
     assert_eq!(report.total(), 5);
     let rewritten: i64 = wh
         .query_row(
-            "SELECT count(*) FROM internal_service_history WHERE json_extract(data, '$.resolution') = 'rewritten by test'",
+            "SELECT count(*) FROM internal__service_history WHERE json_extract(data, '$.resolution') = 'rewritten by test'",
             [],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(rewritten, 5);
     assert_eq!(
-        count(&wh, "internal_service_history"),
+        count(&wh, "internal__service_history"),
         count(&src, "service_history")
     );
 
@@ -114,7 +114,7 @@ fn full_then_incremental_then_modified_rows_only() {
     for stream in STREAMS {
         let n = count(&src, stream);
         assert_eq!(report.records(&format!("internal.{stream}")), n as u64);
-        assert_eq!(count(&wh, &format!("internal_{stream}")), n);
+        assert_eq!(count(&wh, &format!("internal__{stream}")), n);
     }
 }
 
@@ -133,7 +133,7 @@ fn limit_is_per_stream_and_the_next_run_continues() {
         "--stream selects one stream: {report:?}"
     );
     let wh = s.warehouse();
-    assert_eq!(count(&wh, "internal_service_history"), 17);
+    assert_eq!(count(&wh, "internal__service_history"), 17);
 
     // Runs with the limit continue where the last stopped, without duplicates.
     let mut seen = 17;
@@ -148,7 +148,7 @@ fn limit_is_per_stream_and_the_next_run_continues() {
         seen, total,
         "every row emitted exactly once across limited runs"
     );
-    assert_eq!(count(&wh, "internal_service_history"), total);
+    assert_eq!(count(&wh, "internal__service_history"), total);
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn since_until_window_and_client_filter() {
             "{stream}"
         );
         assert_eq!(
-            pks(&s.warehouse(), &format!("internal_{stream}")),
+            pks(&s.warehouse(), &format!("internal__{stream}")),
             expected,
             "{stream}"
         );
@@ -194,7 +194,7 @@ fn since_until_window_and_client_filter() {
         );
         assert!(!expected.is_empty() || stream != "service_history");
         assert_eq!(
-            pks(&t.warehouse(), &format!("internal_{stream}")),
+            pks(&t.warehouse(), &format!("internal__{stream}")),
             expected,
             "{stream} for client {client}"
         );
@@ -216,7 +216,7 @@ fn jsonl_destination_appends_each_record_once() {
     let src = source(&s);
     for stream in STREAMS {
         let text =
-            std::fs::read_to_string(s.path(&format!("out/internal_{stream}.jsonl"))).unwrap();
+            std::fs::read_to_string(s.path(&format!("out/internal__{stream}.jsonl"))).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -6,6 +6,8 @@ mod common;
 
 /// `kill -9` in the middle of a large sync, then resume.
 mod crash;
+/// Hard and soft deletes in the internal database, proven by reconciliation.
+mod deletions;
 /// Sync of the internal database into SQLite and JSONL: incremental, limits, windows.
 mod internal_db;
 /// Manifests that must be refused with a clear error and nothing written.

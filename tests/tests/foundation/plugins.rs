@@ -33,7 +33,7 @@ fn panicking_plugin_fails_its_source_only() {
     assert!(run.stdout.contains("INCOMPLETE"));
     let n: i64 = s
         .warehouse()
-        .query_row("SELECT count(*) FROM internal_contracts", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM internal__contracts", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n as u64, report.records("internal.contracts"));
 }

@@ -1,0 +1,2 @@
+//! Deletions in the internal database: hard deletes found by key reconciliation, soft
+//! deletes honoured, crash safety of a reconciliation.
