@@ -558,7 +558,8 @@ fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
             let mut state = dest.load_state()?;
             state.retain(|s, _| source.is_none_or(|want| want == s));
             for streams in state.values_mut() {
-                streams.retain(|s, _| stream.is_none_or(|want| want == s));
+                streams
+                    .retain(|s, _| stream.is_none_or(|want| destination::state_key_is_of(s, want)));
             }
             state.retain(|_, streams| !streams.is_empty());
             println!("{}", serde_json::to_string_pretty(&state)?);

@@ -52,8 +52,8 @@ enum WriterMsg {
         stream: String,
         op: SnapshotOp,
     },
-    /// Commit everything staged, then answer.
-    Flush(SyncSender<Result<(), String>>),
+    /// `source` is done: commit everything staged, then answer.
+    Flush(Arc<str>, SyncSender<Result<(), String>>),
 }
 
 enum SnapshotOp {
@@ -190,8 +190,9 @@ fn writer_loop(
                         }
                     }
                 }
-                WriterMsg::Flush(ack) => {
+                WriterMsg::Flush(source, ack) => {
                     if error.is_none() {
+                        dest.seal(&source);
                         match dest.commit() {
                             Ok(()) => committed(&mut pending_marks),
                             Err(e) => fail(e.to_string(), &mut dest, &mut error),
@@ -269,8 +270,9 @@ enum SnapshotUse {
 }
 
 /// The state scope of a read narrowed by clients or dates: its own position, so that it
-/// never moves the main sync's position past rows it did not read. `None` for an
-/// unnarrowed read. A limit is not a scope: a limited read stops at an exact position.
+/// never moves the main sync's position past rows it did not read (a scope without a
+/// position of its own starts from the main one). `None` for an unnarrowed read. A limit
+/// is not a scope: a limited read stops at an exact position.
 pub fn scope_of(window: &Window) -> Option<String> {
     if !window.narrows() {
         return None;
@@ -744,9 +746,12 @@ fn run_source(
             .iter()
             .filter(|s| s.sync_mode == SyncMode::Incremental)
             .filter_map(|s| {
-                state
-                    .get(&plan.name)
-                    .and_then(|m| m.get(&state_key(&s.name, scope.as_deref())))
+                // A narrowed scope without a position of its own starts from the main
+                // one: rows before it are in the warehouse already.
+                let saved = state.get(&plan.name)?;
+                saved
+                    .get(&state_key(&s.name, scope.as_deref()))
+                    .or_else(|| saved.get(&s.name))
                     .map(|v| (s.name.clone(), v.clone()))
             })
             .collect()
@@ -762,7 +767,7 @@ fn run_source(
 
     // Everything this source sent must be durable before we call a stream complete.
     let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-    let flushed = match tx.send(WriterMsg::Flush(ack_tx)) {
+    let flushed = match tx.send(WriterMsg::Flush(handler.source.clone(), ack_tx)) {
         Ok(()) => ack_rx
             .recv()
             .unwrap_or_else(|_| Err("the writer stopped".to_string())),
@@ -811,4 +816,39 @@ fn run_source(
         tracing::info!(source = %plan.name, records = handler.total.load(Ordering::Relaxed), "sync finished");
     }
     reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_names_the_narrowing_and_ignores_order_and_limit() {
+        let mut w = Window {
+            limit: Some(10),
+            ..Window::default()
+        };
+        assert_eq!(scope_of(&w), None, "a limit alone keeps the main position");
+        w.clients = vec!["2".into(), "1".into(), "2".into()];
+        assert_eq!(scope_of(&w).as_deref(), Some("clients=1,2"));
+        w.clients.reverse();
+        assert_eq!(
+            scope_of(&w).as_deref(),
+            Some("clients=1,2"),
+            "order does not matter"
+        );
+        w.start = Some(
+            chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .expect("date")
+                .with_timezone(&chrono::Utc),
+        );
+        assert_eq!(
+            scope_of(&w).as_deref(),
+            Some("clients=1,2;since=2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            state_key("tickets", scope_of(&w).as_deref()),
+            "tickets [clients=1,2;since=2026-01-01T00:00:00Z]"
+        );
+    }
 }

@@ -38,6 +38,13 @@ pub(super) struct OpenFile {
     pub(super) writer: BufWriter<File>,
     /// Bytes written so far (committed + staged).
     len: u64,
+    /// `len` when the stream's latest state checkpoint was staged: the bytes that state
+    /// covers. While a stream checkpoints, a commit makes only this much durable, so a
+    /// crash never leaves committed lines past the committed state (the rerun would
+    /// append them again).
+    covered: u64,
+    /// Whether the stream staged a state since the file was opened (or last sealed).
+    checkpointed: bool,
 }
 
 /// The JSONL destination.
@@ -242,6 +249,8 @@ impl JsonlDestination {
                 OpenFile {
                     writer: BufWriter::with_capacity(1 << 20, file),
                     len,
+                    covered: len,
+                    checkpointed: false,
                 },
             );
         }
@@ -303,11 +312,8 @@ impl Destination for JsonlDestination {
             }
             file.len += line.len() as u64;
         }
-        let len = file.len;
         self.line = line;
-        result?;
-        self.staged.files.insert(name, len);
-        Ok(())
+        result
     }
 
     fn stage_state(
@@ -326,7 +332,25 @@ impl Destination for JsonlDestination {
             .entry(source.to_string())
             .or_default()
             .insert(stream.to_string(), value);
+        // The state key of a narrowed read is `stream [scope]`; the file is the stream's.
+        let plain = stream.split(" [").next().unwrap_or(stream);
+        if let Some(f) = self
+            .files
+            .get_mut(&format!("{}.jsonl", table_name(source, plain)))
+        {
+            f.covered = f.len;
+            f.checkpointed = true;
+        }
         Ok(())
+    }
+
+    fn seal(&mut self, source: &str) {
+        let prefix = format!("{}__", super::table_prefix(source));
+        for (name, f) in self.files.iter_mut() {
+            if name.starts_with(&prefix) {
+                f.checkpointed = false;
+            }
+        }
     }
 
     fn commit(&mut self) -> Result<(), DestinationError> {
@@ -336,6 +360,8 @@ impl Destination for JsonlDestination {
                 .flush()
                 .and_then(|_| f.writer.get_ref().sync_data())
                 .map_err(io_err(format!("cannot flush {name}")))?;
+            let durable = if f.checkpointed { f.covered } else { f.len };
+            self.staged.files.insert(name.clone(), durable);
         }
         if self.staged.files == self.committed.files && self.staged.state == self.committed.state {
             return Ok(());

@@ -66,8 +66,14 @@ pub trait Destination: Send {
         state: &str,
     ) -> Result<(), DestinationError>;
 
-    /// Makes everything staged durable.
+    /// Makes everything staged durable. A destination that cannot undo a commit (an
+    /// append-only file) may hold back records staged after a stream's latest state
+    /// until [`Destination::seal`], so a crash never leaves them committed ahead of state.
     fn commit(&mut self) -> Result<(), DestinationError>;
+
+    /// `source` has sent everything it will in this run: its records past its latest
+    /// state become part of the next commit too.
+    fn seal(&mut self, _source: &str) {}
 
     /// Drops everything staged since the last commit.
     fn rollback(&mut self);

@@ -325,3 +325,31 @@ fn table_names_cannot_collide() {
     assert!(state_key_is_of("tickets [clients=1]", "tickets"));
     assert!(!state_key_is_of("tickets_x", "tickets"));
 }
+
+#[test]
+fn jsonl_commits_lines_past_the_latest_state_only_once_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("src__s.jsonl");
+    {
+        let mut d = JsonlDestination::open(dir.path()).unwrap();
+        d.write("src", "s", &batch(&[1, 2], "a"), "t0").unwrap();
+        d.stage_state("src", "s", "{\"n\":2}").unwrap();
+        // Page 3 arrived, its checkpoint not yet: a commit now must not make it durable,
+        // or a crash would leave it committed while the state says "resume after 2".
+        d.write("src", "s", &batch(&[3], "a"), "t1").unwrap();
+        d.commit().unwrap();
+    }
+    JsonlDestination::open(dir.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+    {
+        let mut d = JsonlDestination::open(dir.path()).unwrap();
+        d.write("src", "s", &batch(&[3], "a"), "t1").unwrap();
+        d.stage_state("src", "s", "{\"n\":3}").unwrap();
+        d.write("src", "s", &batch(&[4], "a"), "t2").unwrap();
+        // The source finished: what it sent after its last checkpoint is kept too.
+        d.seal("src");
+        d.commit().unwrap();
+    }
+    JsonlDestination::open(dir.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 4);
+}

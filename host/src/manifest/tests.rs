@@ -47,10 +47,25 @@ fn syntax_error_is_reported_with_position() {
     assert!(msg.contains("line 1"), "{msg}");
 }
 
+/// The built-in manifest must run on a fresh machine with no accounts: every source it
+/// enables resolves without any environment variable (disabled ones may name `${VAR}`s).
 #[test]
-fn embedded_default_parses() {
+fn embedded_default_runs_without_credentials() {
     let m = parse_str(EMBEDDED_DEFAULT).unwrap();
-    assert!(m.sources.values().any(|s| s.enabled));
+    let enabled: Vec<&String> = m
+        .sources
+        .iter()
+        .filter(|(_, s)| s.enabled)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!enabled.is_empty(), "the default syncs something");
+    for name in enabled {
+        assert!(
+            !m.env_errors.contains_key(name),
+            "enabled source {name} needs environment variables: {:?}",
+            m.env_errors.get(name)
+        );
+    }
 }
 
 #[test]

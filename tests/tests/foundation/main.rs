@@ -4,6 +4,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+/// Two runs on one destination, and source names that would share a table.
+mod concurrency;
 /// `kill -9` in the middle of a large sync, then resume.
 mod crash;
 /// Hard and soft deletes in the internal database, proven by reconciliation.
@@ -12,6 +14,8 @@ mod deletions;
 mod internal_db;
 /// Manifests that must be refused with a clear error and nothing written.
 mod manifest_errors;
+/// Runs narrowed by client or dates never skip rows for the next plain run.
+mod narrowed;
 /// Panicking, incompatible and foreign libraries.
 mod plugins;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
