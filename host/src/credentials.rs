@@ -57,6 +57,7 @@ impl Credentials {
     }
 
     fn read(&self) -> Result<Store, CredentialsError> {
+        self.tighten_mode();
         match fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CredentialsError::Corrupt {
                 path: self.path.clone(),
@@ -67,6 +68,31 @@ impl Credentials {
                 path: self.path.clone(),
                 source,
             }),
+        }
+    }
+
+    /// A store others can read (copied in with mode 0644, say) is made private at once
+    /// rather than at the next rotation.
+    fn tighten_mode(&self) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let Ok(meta) = fs::metadata(&self.path) else {
+                return;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                match fs::set_permissions(&self.path, fs::Permissions::from_mode(0o600)) {
+                    Ok(()) => tracing::warn!(
+                        path = %self.path.display(),
+                        "the credentials store was readable by others (mode {mode:o}); tightened it to 0600"
+                    ),
+                    Err(e) => tracing::warn!(
+                        path = %self.path.display(),
+                        "the credentials store has mode {mode:o} and could not be tightened to 0600: {e}"
+                    ),
+                }
+            }
         }
     }
 

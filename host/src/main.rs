@@ -9,6 +9,7 @@ mod manifest;
 mod plan;
 mod progress;
 mod runner;
+mod validation;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -169,31 +170,27 @@ fn load_manifest(explicit: Option<&Path>) -> Result<Loaded> {
     })
 }
 
-/// The plugin directory; if the manifest's does not exist, the binary's own directory
-/// (where `cargo build` puts the plugins next to it).
-fn plugin_dir(loaded: &Loaded) -> PathBuf {
+/// The plugin directory, resolved against the manifest. A directory that does not exist
+/// is an error, not a silent fallback: the user would run other plugins than they think.
+fn plugin_dir(loaded: &Loaded) -> Result<PathBuf> {
     let dir = manifest::resolve_path(&loaded.dir, &loaded.manifest.host.plugin_dir);
     if dir.is_dir() {
-        return dir;
+        return Ok(dir);
     }
-    match std::env::current_exe()
+    let hint = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_owned))
-    {
-        Some(exe_dir) => {
-            tracing::warn!(
-                "plugin_dir {} does not exist; using {}",
-                dir.display(),
-                exe_dir.display()
-            );
-            exe_dir
-        }
-        None => dir,
-    }
+        .map(|d| format!(" (this binary's plugins are in {})", d.display()))
+        .unwrap_or_default();
+    Err(usage(format!(
+        "{}: [host] plugin_dir {} does not exist{hint}; build the plugins with `cargo build --release` or fix plugin_dir",
+        loaded.path.display(),
+        dir.display()
+    )))
 }
 
 fn scan(loaded: &Loaded, warn: bool) -> Result<Registry> {
-    let dir = plugin_dir(loaded);
+    let dir = plugin_dir(loaded)?;
     let registry = Registry::scan(&dir).map_err(|e| {
         usage(format!(
             "{}: plugin_dir {}: {e} (build the plugins with `cargo build --release`)",
@@ -210,18 +207,8 @@ fn scan(loaded: &Loaded, warn: bool) -> Result<Registry> {
 }
 
 fn build_plan(loaded: &Loaded, registry: &Registry, overrides: &Overrides) -> Result<Plan> {
-    plan::build(&loaded.manifest, &loaded.dir, registry, overrides).map_err(|errors| {
-        usage(format!(
-            "{} has {} problem(s):\n{}",
-            loaded.path.display(),
-            errors.len(),
-            errors
-                .iter()
-                .map(|e| format!("  - {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))
-    })
+    plan::build(&loaded.manifest, &loaded.dir, registry, overrides)
+        .map_err(|errors| usage(manifest::list_problems(&errors)))
 }
 
 fn services(plan: &Plan, cancel: Arc<AtomicBool>) -> Services {
@@ -445,9 +432,25 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     for (source, catalog) in plan.sources.iter().zip(discovered) {
         match catalog {
             Ok(catalog) => match runner::select_streams(source, &catalog, args.full_refresh) {
-                Ok(configured) if configured.streams.is_empty() => {
-                    problems.push(format!("source `{}`: no stream selected", source.name))
-                }
+                Ok(configured) if configured.streams.is_empty() => problems.push(format!(
+                    "source `{}`: no stream selected{} (plugin {} offers: {})",
+                    source.name,
+                    if args.streams.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " by --stream {} among the manifest's streams",
+                            args.streams.join(", --stream ")
+                        )
+                    },
+                    source.plugin.info().name,
+                    catalog
+                        .streams
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
                 Ok(configured) => prepared.push(PreparedSource {
                     plan: source.clone(),
                     catalog: configured,
@@ -552,10 +555,17 @@ fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
     };
     let mut dest = destination::open(kind, &path)
         .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    let saved = dest.load_state()?;
+    let target = match command {
+        StateCommand::Show { target } | StateCommand::Reset { target } => target.as_ref(),
+    };
+    let (source, stream) = split_target(target);
+    if let Some(problem) = unknown_target(&loaded.manifest, &saved, source, stream) {
+        return Err(usage(problem));
+    }
     match command {
-        StateCommand::Show { target } => {
-            let (source, stream) = split_target(target.as_ref());
-            let mut state = dest.load_state()?;
+        StateCommand::Show { .. } => {
+            let mut state = saved;
             state.retain(|s, _| source.is_none_or(|want| want == s));
             for streams in state.values_mut() {
                 streams
@@ -564,13 +574,75 @@ fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
             state.retain(|_, streams| !streams.is_empty());
             println!("{}", serde_json::to_string_pretty(&state)?);
         }
-        StateCommand::Reset { target } => {
-            let (source, stream) = split_target(target.as_ref());
+        StateCommand::Reset { .. } => {
             let n = dest.reset_state(source, stream)?;
             println!("reset {n} stream state(s)");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `source[.stream]` names nothing `state` could act on: a source neither in the
+/// manifest nor in the saved state, or a stream with no saved state. Lists what exists.
+fn unknown_target(
+    manifest: &Manifest,
+    saved: &destination::StateMap,
+    source: Option<&str>,
+    stream: Option<&str>,
+) -> Option<String> {
+    let source = source?;
+    let saved_streams = saved.get(source);
+    if saved_streams.is_none() && !manifest.sources.contains_key(source) {
+        let mut known: Vec<&str> = manifest.sources.keys().map(String::as_str).collect();
+        known.extend(saved.keys().map(String::as_str));
+        known.sort_unstable();
+        known.dedup();
+        return Some(format!(
+            "no source `{source}` in the manifest or the saved state (sources: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    let stream = stream?;
+    let keys: Vec<&String> = saved_streams
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    if keys.iter().any(|k| destination::state_key_is_of(k, stream)) {
+        return None;
+    }
+    Some(format!(
+        "source `{source}` has no saved state for stream `{stream}` (streams with state: {})",
+        if keys.is_empty() {
+            "none".to_string()
+        } else {
+            keys.iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ))
+}
+
+/// Makes the manifest's directory the working directory, so that every relative path in
+/// the manifest, the host's own and those inside a source's `config` (a `sqlite:` URL, a
+/// certificate file), means the same file wherever `tributary` is started from. Paths
+/// given on the command line are resolved against the caller's directory first.
+fn enter_manifest_dir(loaded: &Loaded, command: &mut Command) -> Result<()> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    if let Command::Run(args) = command {
+        if let Some(report) = &mut args.report {
+            *report = cwd.join(&*report);
+        }
+    }
+    std::env::set_current_dir(&loaded.dir).with_context(|| {
+        format!(
+            "cannot enter the manifest's directory {}",
+            loaded.dir.display()
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -591,19 +663,23 @@ fn main() -> ExitCode {
             if cancel.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("stopping: finishing the current batches (Ctrl-C again to abort)");
+            // SIGINT, SIGTERM (systemd, Docker, Kubernetes) and SIGHUP all land here.
+            eprintln!("stopping: finishing the current batches (signal again to abort)");
         });
     }
 
-    let result = load_manifest(cli.manifest.as_deref()).and_then(|loaded| match &cli.command {
-        Command::Validate => cmd_validate(&loaded),
-        Command::Plugins => cmd_plugins(&loaded),
-        Command::Spec { source } => cmd_spec(&loaded, source),
-        Command::Check { source } => cmd_check(&loaded, source.as_ref(), cancel.clone()),
-        Command::Discover { source } => cmd_discover(&loaded, source.as_ref(), cancel.clone()),
-        Command::Run(args) => cmd_run(&loaded, args, cancel.clone()),
-        Command::State { command } => cmd_state(&loaded, command),
-    });
+    let mut cli = cli;
+    let result = load_manifest(cli.manifest.as_deref())
+        .and_then(|loaded| enter_manifest_dir(&loaded, &mut cli.command).map(|()| loaded))
+        .and_then(|loaded| match &cli.command {
+            Command::Validate => cmd_validate(&loaded),
+            Command::Plugins => cmd_plugins(&loaded),
+            Command::Spec { source } => cmd_spec(&loaded, source),
+            Command::Check { source } => cmd_check(&loaded, source.as_ref(), cancel.clone()),
+            Command::Discover { source } => cmd_discover(&loaded, source.as_ref(), cancel.clone()),
+            Command::Run(args) => cmd_run(&loaded, args, cancel.clone()),
+            Command::State { command } => cmd_state(&loaded, command),
+        });
     match result {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {

@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The manifest as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Host settings.
@@ -28,10 +29,13 @@ pub struct Manifest {
     /// source is selected, so a disabled source may name credentials nobody has yet.
     #[serde(skip)]
     pub env_errors: BTreeMap<String, Vec<String>>,
+    /// Where each key is written, for messages about values found wrong later.
+    #[serde(skip)]
+    pub positions: Positions,
 }
 
 /// `[host]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostSection {
     /// Directory scanned for plugin libraries, relative to the manifest.
@@ -64,7 +68,7 @@ impl Default for HostSection {
 }
 
 /// `[destination]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationSection {
     /// `sqlite` or `jsonl`.
@@ -93,7 +97,7 @@ impl Default for DestinationSection {
 }
 
 /// `[defaults]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsSection {
     /// `YYYY-MM-DD` or RFC 3339.
@@ -105,7 +109,7 @@ pub struct DefaultsSection {
 }
 
 /// `[sources.<name>]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
     /// Plugin name (as `tributary plugins` lists it).
@@ -129,8 +133,9 @@ pub struct SourceSection {
     pub clients: Option<Vec<String>>,
     /// Polling interval for `watch`, e.g. `"30s"` (1–60 s).
     pub interval: Option<String>,
-    /// Passed to the plugin as its config.
+    /// Passed to the plugin as its config (checked against the plugin's `spec()`).
     #[serde(default = "empty_table")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub config: toml::Table,
 }
 
@@ -158,23 +163,93 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 }
 
 /// Parses manifest text; `path` is used in messages only.
+///
+/// Every structural problem (unknown keys, wrong types) and every unset `${VAR}` outside
+/// the sources is reported at once, each with its file, line, column and key. Only a
+/// TOML syntax error stops at the first.
 pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-    let mut manifest: Manifest = toml::from_str(text).map_err(|e| {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
         // toml's message already carries "line L, column C", the offending line and key.
         ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end()))
     })?;
-    let mut global = Vec::new();
+    let positions = Positions::new(text, path);
+    let mut problems = structure_problems(&table, &positions);
+    let mut source_env: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (source, problem) in check_env_references(text, path) {
         match source {
-            Some(name) => manifest.env_errors.entry(name).or_default().push(problem),
-            None => global.push(problem),
+            Some(name) => source_env.entry(name).or_default().push(problem),
+            None => problems.push(problem),
         }
     }
-    if !global.is_empty() {
-        return Err(ManifestError(global.join("\n")));
+    if !problems.is_empty() {
+        return Err(ManifestError(list_problems(&problems)));
     }
+    let mut manifest: Manifest =
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                ManifestError(format!("{}: {}", path.display(), e.to_string().trim_end()))
+            })?;
+    manifest.env_errors = source_env;
+    manifest.positions = positions;
     interpolate_manifest(&mut manifest);
     Ok(manifest)
+}
+
+/// `N problem(s):` and one indented line each; every line names its own origin.
+pub fn list_problems(problems: &[String]) -> String {
+    format!(
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .map(|p| format!("  - {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// Checks the manifest's shape against the JSON Schema of [`Manifest`], so that every
+/// unknown key and wrong type is found, not only the first one serde meets.
+fn structure_problems(table: &toml::Table, positions: &Positions) -> Vec<String> {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        serde_json::to_value(schemars::schema_for!(Manifest))
+            .unwrap_or(serde_json::Value::Bool(true))
+    });
+    let instance = toml_to_json(&toml::Value::Table(table.clone()));
+    match crate::validation::problems(schema, &instance) {
+        Ok(found) => found
+            .into_iter()
+            // A source's `config` belongs to its plugin, checked against the plugin's spec.
+            .filter(|p| !(p.path.len() > 3 && p.path[0] == "sources" && p.path[2] == "config"))
+            .map(|p| {
+                let path: Vec<&str> = p.path.iter().map(String::as_str).collect();
+                format!("{}: {}", positions.describe(&path), p.message)
+            })
+            .collect(),
+        Err(e) => vec![format!(
+            "internal error: the manifest schema does not compile: {e}"
+        )],
+    }
+}
+
+/// `toml::Value` → `serde_json::Value` (datetimes become strings).
+pub fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
 }
 
 /// Finds every `${VAR}` outside comments and reports the ones not set, with line, column
@@ -330,6 +405,9 @@ pub fn resolve_path(manifest_dir: &Path, p: &str) -> PathBuf {
         manifest_dir.join(p)
     }
 }
+
+mod positions;
+pub use positions::Positions;
 
 #[cfg(test)]
 mod tests;

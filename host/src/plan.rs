@@ -10,7 +10,7 @@ use tributary_sdk::Window;
 
 use crate::credentials::Credentials;
 use crate::loader::{self, Registry};
-use crate::manifest::{self, Manifest, SourceSection};
+use crate::manifest::{self, toml_to_json, Manifest, SourceSection};
 
 /// Options from the command line that narrow or override the manifest.
 #[derive(Debug, Clone, Default)]
@@ -70,24 +70,6 @@ pub fn parse_date(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("`{s}` is not a date (expected YYYY-MM-DD or RFC 3339)"))
 }
 
-/// `toml::Value` → `serde_json::Value` (datetimes become strings).
-fn toml_to_json(v: &toml::Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        toml::Value::String(s) => J::String(s.clone()),
-        toml::Value::Integer(i) => J::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-        toml::Value::Boolean(b) => J::Bool(*b),
-        toml::Value::Datetime(d) => J::String(d.to_string()),
-        toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => J::Object(
-            t.iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        ),
-    }
-}
-
 fn validate_interval(s: &str) -> Result<(), String> {
     let secs = s
         .trim()
@@ -137,18 +119,24 @@ pub fn build(
     overrides: &Overrides,
 ) -> Result<Plan, Vec<String>> {
     let mut errors = Vec::new();
+    // Where a manifest key is written, as a message prefix: file, line, column, key.
+    let at = |path: &[&str]| manifest.positions.describe(path);
     let plugin_dir = manifest::resolve_path(manifest_dir, &manifest.host.plugin_dir);
     let credentials_path = manifest::resolve_path(manifest_dir, &manifest.host.credentials);
     let credentials = Credentials::new(credentials_path.clone());
 
     if !matches!(manifest.destination.kind.as_str(), "sqlite" | "jsonl") {
         errors.push(format!(
-            "[destination] kind: unknown destination `{}` (expected `sqlite` or `jsonl`)",
+            "{}: unknown destination `{}` (expected `sqlite` or `jsonl`)",
+            at(&["destination", "kind"]),
             manifest.destination.kind
         ));
     }
     if manifest.host.parallelism == Some(0) {
-        errors.push("[host] parallelism must be at least 1".to_string());
+        errors.push(format!(
+            "{}: must be at least 1",
+            at(&["host", "parallelism"])
+        ));
     }
     for name in &overrides.sources {
         if !manifest.sources.contains_key(name) {
@@ -164,7 +152,7 @@ pub fn build(
         }
     }
 
-    let parse_opt = |what: &str, v: &Option<String>, errors: &mut Vec<String>| {
+    let parse_opt = |what: String, v: &Option<String>, errors: &mut Vec<String>| {
         v.as_deref().and_then(|s| match parse_date(s) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -173,18 +161,30 @@ pub fn build(
             }
         })
     };
-    let cli_start = parse_opt("--since", &overrides.since, &mut errors);
-    let cli_end = parse_opt("--until", &overrides.until, &mut errors);
+    let cli_start = parse_opt("--since".into(), &overrides.since, &mut errors);
+    let cli_end = parse_opt("--until".into(), &overrides.until, &mut errors);
     let def_start = parse_opt(
-        "[defaults] start_date",
+        at(&["defaults", "start_date"]),
         &manifest.defaults.start_date,
         &mut errors,
     );
     let def_end = parse_opt(
-        "[defaults] end_date",
+        at(&["defaults", "end_date"]),
         &manifest.defaults.end_date,
         &mut errors,
     );
+    if overrides.limit == Some(0) {
+        errors.push("--limit: must be at least 1".to_string());
+    }
+    if let (Some(s), Some(e)) = (cli_start, cli_end) {
+        if e <= s {
+            errors.push(format!(
+                "--since/--until: --until {} is not after --since {}",
+                e.format("%Y-%m-%d %H:%M:%S"),
+                s.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
 
     // (source, stream) → table must be injective: names that fold to the same table
     // prefix would silently share tables.
@@ -199,7 +199,8 @@ pub fn build(
     }
     for (prefix, names) in by_prefix.iter().filter(|(_, n)| n.len() > 1) {
         errors.push(format!(
-            "sources {} would write the same tables ({prefix}__<stream>): source names must differ in more than letter case or `-`/`_`",
+            "{}: sources {} would write the same tables ({prefix}__<stream>): source names must differ in more than letter case or `-`/`_`",
+            at(&["sources", names[1]]),
             names
                 .iter()
                 .map(|n| format!("[sources.{n}]"))
@@ -211,7 +212,10 @@ pub fn build(
     let mut sources = Vec::new();
     for (name, section) in &manifest.sources {
         if let Some(problem) = crate::destination::source_name_problem(name) {
-            errors.push(format!("[sources.{name}]: {problem}"));
+            errors.push(format!(
+                "{}: [sources.{name}]: {problem}",
+                at(&["sources", name])
+            ));
             continue;
         }
         let selected = if overrides.sources.is_empty() {
@@ -221,7 +225,7 @@ pub fn build(
         };
         if let Some(interval) = &section.interval {
             if let Err(e) = validate_interval(interval) {
-                errors.push(format!("[sources.{name}] {e}"));
+                errors.push(format!("{}: {e}", at(&["sources", name, "interval"])));
             }
         }
         if !selected {
@@ -234,26 +238,53 @@ pub fn build(
         let plugin = match resolve_plugin(manifest_dir, name, section, registry, &plugin_dir) {
             Ok(p) => p,
             Err(e) => {
-                errors.push(e);
+                let key = if section.plugin_path.is_some() {
+                    "plugin_path"
+                } else {
+                    "plugin"
+                };
+                errors.push(format!("{}: {e}", at(&["sources", name, key])));
                 continue;
             }
         };
         let src_start = parse_opt(
-            &format!("[sources.{name}] start_date"),
+            at(&["sources", name, "start_date"]),
             &section.start_date,
             &mut errors,
         );
         let src_end = parse_opt(
-            &format!("[sources.{name}] end_date"),
+            at(&["sources", name, "end_date"]),
             &section.end_date,
             &mut errors,
         );
         let start = cli_start.or(src_start).or(def_start);
         let end = cli_end.or(src_end).or(def_end);
+        // Both from the command line was reported once, above.
+        let origin = |cli: bool, key: &str, defaults: bool| -> String {
+            if cli {
+                if key == "start_date" {
+                    "--since".into()
+                } else {
+                    "--until".into()
+                }
+            } else if defaults {
+                format!("[defaults] {key}")
+            } else {
+                format!("[sources.{name}] {key}")
+            }
+        };
         if let (Some(s), Some(e)) = (start, end) {
-            if e <= s {
+            if e <= s && !(cli_start.is_some() && cli_end.is_some()) {
+                let start_from = origin(cli_start.is_some(), "start_date", src_start.is_none());
+                let end_from = origin(cli_end.is_some(), "end_date", src_end.is_none());
+                let key = if src_end.is_some() {
+                    "end_date"
+                } else {
+                    "start_date"
+                };
                 errors.push(format!(
-                    "source `{name}`: end date {} is not after start date {}",
+                    "{}: source `{name}`: end {} ({end_from}) is not after start {} ({start_from})",
+                    at(&["sources", name, key]),
                     e.format("%Y-%m-%d %H:%M:%S"),
                     s.format("%Y-%m-%d %H:%M:%S")
                 ));
@@ -263,8 +294,13 @@ pub fn build(
             .limit
             .or(section.limit)
             .or(manifest.defaults.limit);
-        if limit == Some(0) {
-            errors.push(format!("source `{name}`: limit must be at least 1"));
+        if limit == Some(0) && overrides.limit.is_none() {
+            let path: &[&str] = if section.limit.is_some() {
+                &["sources", name, "limit"]
+            } else {
+                &["defaults", "limit"]
+            };
+            errors.push(format!("{}: must be at least 1", at(path)));
         }
         let clients = if overrides.clients.is_empty() {
             section.clients.clone().unwrap_or_default()
@@ -299,6 +335,24 @@ pub fn build(
                 }
             }
             Err(e) => errors.push(format!("source `{name}`: {e}")),
+        }
+        // The plugin's config against the plugin's own schema, before anything runs.
+        match plugin.spec() {
+            Ok(spec) => match crate::validation::problems(&spec, &config) {
+                Ok(found) => errors.extend(found.into_iter().map(|p| {
+                    let mut path = vec!["sources", name.as_str(), "config"];
+                    path.extend(p.path.iter().map(String::as_str));
+                    format!("{}: {}", at(&path), p.message)
+                })),
+                Err(e) => errors.push(format!(
+                    "source `{name}`: plugin {} has a config schema that does not compile: {e}",
+                    plugin.info().name
+                )),
+            },
+            Err(e) => errors.push(format!(
+                "source `{name}`: plugin {} cannot describe its config: {e}",
+                plugin.info().name
+            )),
         }
 
         sources.push(SourcePlan {

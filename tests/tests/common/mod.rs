@@ -24,12 +24,15 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Builds the host and every plugin (debug) once per test binary, with the same cargo
-/// that runs the tests: `cargo test` alone does not produce the `.so` files.
+/// that runs the tests: `cargo test` alone does not produce the `.so` files. The broken
+/// test fixtures are a workspace of their own (so `cargo build --release --workspace`
+/// never puts them beside the shipped plugins); built into the same target directory
+/// they reuse its compiled dependencies.
 pub fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
+        let status = Command::new(&cargo)
             .current_dir(workspace())
             .args([
                 "build",
@@ -41,15 +44,34 @@ pub fn ensure_built() {
                 "tributary-quickbooks",
                 "-p",
                 "tributary-superops",
-                "-p",
-                "tributary-test-panicking-plugin",
-                "-p",
-                "tributary-test-incompatible-plugin",
             ])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the binary and plugins failed");
+        let status = Command::new(&cargo)
+            .current_dir(workspace())
+            .args([
+                "build",
+                "--manifest-path",
+                "tests/fixtures/Cargo.toml",
+                "--target-dir",
+            ])
+            .arg(fixtures_target())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the test fixtures failed");
     });
+}
+
+fn fixtures_target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// Path of a test fixture library, e.g. `fixture_path("panicking_plugin")`.
+pub fn fixture_path(crate_suffix: &str) -> PathBuf {
+    target_dir().join(format!("libtributary_test_{crate_suffix}.so"))
 }
 
 /// Path of a plugin library in the target directory, e.g. `lib_path("internal_db")`.

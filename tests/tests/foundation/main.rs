@@ -10,6 +10,8 @@ mod concurrency;
 mod crash;
 /// Hard and soft deletes in the internal database, proven by reconciliation.
 mod deletions;
+/// Bad input, signals and working directories of a user's first hour.
+mod hardening;
 /// Sync of the internal database into SQLite and JSONL: incremental, limits, windows.
 mod internal_db;
 /// Manifests that must be refused with a clear error and nothing written.

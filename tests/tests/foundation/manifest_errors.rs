@@ -84,7 +84,10 @@ fn end_before_start() {
         s.header(),
         good_source(&s)
     ));
-    refused(&s, &["end date", "start date", "internal"]);
+    refused(
+        &s,
+        &["is not after start", "[defaults] end_date", "[defaults] start_date", "internal"],
+    );
 }
 
 #[test]
