@@ -18,12 +18,12 @@ type Store = BTreeMap<String, BTreeMap<String, String>>;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// The file could not be read or written.
-    #[error("credentials store {path}: {source}")]
+    #[error("credentials store {path}: {error}")]
     Io {
         /// The store file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not the JSON shape we write.
     #[error("credentials store {path} is corrupt: {message}")]
@@ -64,9 +64,9 @@ impl Credentials {
                 message: format!("line {}, column {}", e.line(), e.column()),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Store::new()),
-            Err(source) => Err(CredentialsError::Io {
+            Err(error) => Err(CredentialsError::Io {
                 path: self.path.clone(),
-                source,
+                error,
             }),
         }
     }
@@ -112,9 +112,9 @@ impl Credentials {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
-        write_atomic(&self.path, &json).map_err(|source| CredentialsError::Io {
+        write_atomic(&self.path, &json).map_err(|error| CredentialsError::Io {
             path: self.path.clone(),
-            source,
+            error,
         })
     }
 }

@@ -69,12 +69,12 @@ impl Registry {
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
     /// The file could not be read for hashing.
-    #[error("{path}: cannot read pinned plugin: {source}")]
+    #[error("{path}: cannot read pinned plugin: {error}")]
     Read {
         /// The library.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The hash does not match the manifest.
     #[error("{path}: sha256 is {actual}, the manifest pins {expected}")]
@@ -116,9 +116,9 @@ pub fn load_pinned(
     expected_name: &str,
 ) -> Result<Plugin, PinError> {
     if let Some(expected) = sha256 {
-        let bytes = std::fs::read(path).map_err(|source| PinError::Read {
+        let bytes = std::fs::read(path).map_err(|error| PinError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let actual: String = Sha256::digest(&bytes)
             .iter()

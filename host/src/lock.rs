@@ -20,14 +20,14 @@ pub enum LockError {
         path: String,
     },
     /// The lock file could not be opened or locked.
-    #[error("cannot lock {what} ({path}): {source}")]
+    #[error("cannot lock {what} ({path}): {error}")]
     Io {
         /// What the lock protects.
         what: String,
         /// The lock file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -59,10 +59,10 @@ fn holder_of(file: &mut File) -> String {
 /// Takes the exclusive lock at `path` for `what`. With `wait`, blocks until the holder
 /// is gone (saying so once); without, fails at once naming the holder's pid.
 pub fn acquire(path: &Path, what: &str, wait: bool) -> Result<Lock, LockError> {
-    let io = |source| LockError::Io {
+    let io = |error| LockError::Io {
         what: what.to_string(),
         path: path.display().to_string(),
-        source,
+        error,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;

@@ -92,7 +92,7 @@ impl JsonlDestination {
         let committed: StateFile = match fs::read(&state_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DestinationError::Io {
                 context: format!("{} is corrupt", state_path.display()),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(e) => return Err(io_err(format!("cannot read {}", state_path.display()))(e)),
@@ -187,7 +187,7 @@ impl JsonlDestination {
     fn write_state_file(&self, state: &StateFile) -> Result<(), DestinationError> {
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| DestinationError::Io {
             context: "cannot serialize state".to_string(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         let path = self.dir.join(STATE_FILE);
         write_atomic(&path, &bytes).map_err(io_err(format!("cannot write {}", path.display())))
@@ -224,7 +224,7 @@ impl JsonlDestination {
             }
             let key: LineKey = serde_json::from_slice(&line).map_err(|e| DestinationError::Io {
                 context: format!("{} has an unreadable line at byte {offset}", path.display()),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
             })?;
             keys.insert(key._pk, (offset, n, key._deleted));
             offset += n as u64;
@@ -458,7 +458,7 @@ impl Destination for JsonlDestination {
                             "{} has an unreadable line at byte {offset}",
                             path.display()
                         ),
-                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
                     })?;
                 let body: LineBody<'_> =
                     serde_json::from_slice(&buf).map_err(|e| DestinationError::Io {
@@ -466,7 +466,7 @@ impl Destination for JsonlDestination {
                             "{} has an unreadable line at byte {offset}",
                             path.display()
                         ),
-                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
                     })?;
                 let mut record =
                     Record::from_json(key._pk, body.data.get().to_string()).with_deleted(true);

@@ -14,16 +14,18 @@ pub use sqlite::SqliteDestination;
 /// A destination error; the message names the table or file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
+    // Display carries the whole message and no `source()` is exposed: printing the
+    // error chain would repeat it otherwise.
     /// SQLite failed.
-    #[error("sqlite destination: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(rusqlite::Error),
     /// A file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being done, with the path.
         context: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Stored state could not be read.
     #[error("state of {source_name}.{stream} is not valid JSON: {message}")]
@@ -38,6 +40,12 @@ pub enum DestinationError {
     /// Unknown `kind`.
     #[error("unknown destination kind `{0}` (expected `sqlite` or `jsonl`)")]
     UnknownKind(String),
+}
+
+impl From<rusqlite::Error> for DestinationError {
+    fn from(e: rusqlite::Error) -> Self {
+        DestinationError::Sqlite(e)
+    }
 }
 
 /// Committed state: source → stream → state.
@@ -204,7 +212,7 @@ pub fn stream_name_problem(name: &str) -> Option<&'static str> {
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DestinationError {
     let context = context.into();
-    move |source| DestinationError::Io { context, source }
+    move |error| DestinationError::Io { context, error }
 }
 
 #[cfg(test)]
