@@ -1,15 +1,6 @@
 //! `tributary`: loads connector plugins and syncs their streams into a warehouse, as the
-//! manifest (`connectors.toml`) says.
-
-mod credentials;
-mod destination;
-mod loader;
-mod lock;
-mod manifest;
-mod plan;
-mod progress;
-mod runner;
-mod validation;
+//! manifest (`connectors.toml`) says. The command line lives here; everything it drives is
+//! the `tributary` library (`src/lib.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,12 +11,13 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
-use crate::credentials::Credentials;
-use crate::loader::Registry;
-use crate::manifest::Manifest;
-use crate::plan::{Overrides, Plan};
-use crate::progress::Progress;
-use crate::runner::{PreparedSource, RunOptions, Services};
+use tributary::credentials::Credentials;
+use tributary::loader::Registry;
+use tributary::manifest::Manifest;
+use tributary::plan::{Overrides, Plan};
+use tributary::progress::{self, Progress};
+use tributary::runner::{self, PreparedSource, RunOptions, Services};
+use tributary::{destination, lock, manifest, plan};
 
 #[derive(Debug, Parser)]
 #[command(

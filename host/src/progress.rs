@@ -26,6 +26,12 @@ pub struct Progress {
     tty: bool,
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Progress {
     /// Bars when stderr is a terminal, nothing otherwise (log lines say what happens).
     pub fn new() -> Self {

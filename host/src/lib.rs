@@ -1,0 +1,20 @@
+//! The Tributary host as a library: everything the `tributary` binary drives, apart from
+//! its command line.
+//!
+//! - [`manifest`] parses `connectors.toml` (serde shape, `${VAR}`, positions of keys) and
+//!   [`plan`] resolves it with the command line into sources ready to run.
+//! - [`loader`] finds plugin libraries (checking their structure before `dlopen`).
+//! - [`runner`] reads every source through its plugin into one [`destination`], under the
+//!   [`lock`]s that make one process the only writer.
+//! - [`credentials`] keeps rotated secrets; [`validation`] checks JSON against a schema;
+//!   [`progress`] draws bars and the summary table.
+
+pub mod credentials;
+pub mod destination;
+pub mod loader;
+pub mod lock;
+pub mod manifest;
+pub mod plan;
+pub mod progress;
+pub mod runner;
+pub mod validation;
