@@ -90,10 +90,7 @@ impl JsonlDestination {
         fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
         let state_path = dir.join(STATE_FILE);
         let committed: StateFile = match fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DestinationError::Io {
-                context: format!("{} is corrupt", state_path.display()),
-                error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            })?,
+            Ok(bytes) => parse_state_file(&bytes, &state_path.display().to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile::default(),
             Err(e) => return Err(io_err(format!("cannot read {}", state_path.display()))(e)),
         };
@@ -210,26 +207,7 @@ impl JsonlDestination {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
             Err(e) => return Err(io_err(format!("cannot open {}", path.display()))(e)),
         };
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut keys = HashMap::new();
-        let mut line = Vec::new();
-        let mut offset = 0u64;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(io_err(format!("cannot read {}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            let key: LineKey = serde_json::from_slice(&line).map_err(|e| DestinationError::Io {
-                context: format!("{} has an unreadable line at byte {offset}", path.display()),
-                error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            })?;
-            keys.insert(key._pk, (offset, n, key._deleted));
-            offset += n as u64;
-        }
-        Ok(keys)
+        scan_last_lines(BufReader::with_capacity(1 << 20, file), &path.display().to_string())
     }
 
     fn file(&mut self, name: &str) -> Result<&mut OpenFile, DestinationError> {
@@ -258,6 +236,50 @@ impl JsonlDestination {
             .get_mut(name)
             .ok_or_else(|| io_err(name.to_string())(std::io::ErrorKind::NotFound.into()))
     }
+}
+
+/// Reads `_state.json`: stream states and each data file's committed length. `what` names
+/// the file in the error.
+fn parse_state_file(bytes: &[u8], what: &str) -> Result<StateFile, DestinationError> {
+    serde_json::from_slice(bytes).map_err(|e| DestinationError::Io {
+        context: format!("{what} is corrupt"),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })
+}
+
+/// The committed state of a `_state.json` body (for tools and the fuzz target): stream
+/// states, and data file → committed length.
+pub fn read_state_file(
+    bytes: &[u8],
+) -> Result<(StateMap, BTreeMap<String, u64>), DestinationError> {
+    parse_state_file(bytes, "_state.json").map(|f| (f.state, f.files))
+}
+
+/// The newest line of every key in a data file: key → (offset, length, deleted). Every
+/// line must be one of ours; `what` names the file in the error.
+pub fn scan_last_lines<R: BufRead>(
+    mut reader: R,
+    what: &str,
+) -> Result<HashMap<String, (u64, usize, bool)>, DestinationError> {
+    let mut keys = HashMap::new();
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_err(format!("cannot read {what}")))?;
+        if n == 0 {
+            break;
+        }
+        let key: LineKey = serde_json::from_slice(&line).map_err(|e| DestinationError::Io {
+            context: format!("{what} has an unreadable line at byte {offset}"),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+        keys.insert(key._pk, (offset, n, key._deleted));
+        offset += n as u64;
+    }
+    Ok(keys)
 }
 
 fn push_json_str(out: &mut Vec<u8>, s: &str) {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
-pub use jsonl::JsonlDestination;
+pub use jsonl::{read_state_file, scan_last_lines, JsonlDestination};
 pub use sqlite::SqliteDestination;
 
 /// A destination error; the message names the table or file involved.
