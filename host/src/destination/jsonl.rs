@@ -207,7 +207,10 @@ impl JsonlDestination {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
             Err(e) => return Err(io_err(format!("cannot open {}", path.display()))(e)),
         };
-        scan_last_lines(BufReader::with_capacity(1 << 20, file), &path.display().to_string())
+        scan_last_lines(
+            BufReader::with_capacity(1 << 20, file),
+            &path.display().to_string(),
+        )
     }
 
     fn file(&mut self, name: &str) -> Result<&mut OpenFile, DestinationError> {

@@ -86,7 +86,12 @@ fn end_before_start() {
     ));
     refused(
         &s,
-        &["is not after start", "[defaults] end_date", "[defaults] start_date", "internal"],
+        &[
+            "is not after start",
+            "[defaults] end_date",
+            "[defaults] start_date",
+            "internal",
+        ],
     );
 }
 
