@@ -184,6 +184,29 @@ impl Db {
         .map_err(|e| self.err(context, e))
     }
 
+    /// Runs a [`Dialect::keys_query`]: the ids of one reconciliation page, ascending.
+    pub(crate) async fn fetch_ids(&self, st: &Statement, context: &str) -> Result<Vec<i64>> {
+        let mut ids = if let Pool::Sqlite(p) = &self.pool {
+            let text: Option<String> = bind_all!(sqlx::query_scalar(&st.sql), &st.params)
+                .fetch_one(p)
+                .await
+                .map_err(|e| self.err(context, e))?;
+            split_ids(text.as_deref().unwrap_or(""))
+                .map_err(|reason| Error::Internal(format!("{context}: {reason}")))?
+        } else {
+            with_pool!(self, p => {
+                bind_all!(sqlx::query_scalar::<_, i64>(&st.sql), &st.params)
+                    .fetch_all(p)
+                    .await
+            })
+            .map_err(|e| self.err(context, e))?
+        };
+        // group_concat does not promise its input order; the next page starts after the
+        // largest id, so make the order a guarantee (cheap on an already sorted page).
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// Runs a [`Dialect::boundary_query`]: the `(cursor, id)` key found, if any.
     pub(crate) async fn fetch_key(
         &self,
@@ -267,7 +290,8 @@ impl Db {
     }
 }
 
-/// Splits an aggregated SQLite page (`id cursor json` lines) into records, in key order.
+/// Splits an aggregated SQLite page (`id cursor deleted json` lines) into records, in
+/// key order.
 fn split_page(text: &str) -> std::result::Result<Vec<Record>, String> {
     if text.is_empty() {
         return Ok(Vec::new());
@@ -277,9 +301,18 @@ fn split_page(text: &str) -> std::result::Result<Vec<Record>, String> {
     let mut prev: Option<(&str, i64)> = None;
     for line in text.split('\n') {
         let bad = || format!("malformed page line {:?}", line.get(..60).unwrap_or(line));
-        let (id, rest) = line.split_once(' ').ok_or_else(bad)?;
-        let (cursor, data) = rest.split_once(' ').ok_or_else(bad)?;
+        let mut fields = line.splitn(4, ' ');
+        let (Some(id), Some(cursor), Some(deleted), Some(data)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad());
+        };
         let n: i64 = id.parse().map_err(|_| bad())?;
+        let deleted = match deleted {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad()),
+        };
         if let Some(p) = prev {
             sorted &= p < (cursor, n);
         }
@@ -287,7 +320,7 @@ fn split_page(text: &str) -> std::result::Result<Vec<Record>, String> {
         records.push(Record {
             pk: id.to_string(),
             cursor: Some(cursor.to_string()),
-            deleted: false,
+            deleted,
             data: data.to_string(),
         });
     }
@@ -302,6 +335,23 @@ fn split_page(text: &str) -> std::result::Result<Vec<Record>, String> {
     Ok(records)
 }
 
+/// Splits an aggregated SQLite key page (ids separated by spaces).
+fn split_ids(text: &str) -> std::result::Result<Vec<i64>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(' ')
+        .map(|id| {
+            id.parse::<i64>().map_err(|_| {
+                format!(
+                    "malformed id {:?} in a key page",
+                    id.get(..30).unwrap_or(id)
+                )
+            })
+        })
+        .collect()
+}
+
 /// A boundary row `(id, cursor)` as a `(cursor, id)` key.
 fn to_key<R: Row>(row: &R) -> Result<(String, i64), sqlx::Error>
 where
@@ -312,7 +362,7 @@ where
     Ok((row.try_get(1)?, row.try_get(0)?))
 }
 
-/// A page row `(id, cursor, json)` as a record.
+/// A page row `(id, cursor, deleted, json)` as a record.
 fn to_record<R: Row>(row: &R) -> Result<Record, sqlx::Error>
 where
     usize: sqlx::ColumnIndex<R>,
@@ -321,11 +371,12 @@ where
 {
     let id: i64 = row.try_get(0)?;
     let cursor: String = row.try_get(1)?;
-    let data: String = row.try_get(2)?;
+    let deleted: i64 = row.try_get(2)?;
+    let data: String = row.try_get(3)?;
     Ok(Record {
         pk: id.to_string(),
         cursor: Some(cursor),
-        deleted: false,
+        deleted: deleted != 0,
         data,
     })
 }
@@ -339,16 +390,21 @@ fn scrub(message: String, secret: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::split_page;
+    use super::{split_ids, split_page};
 
     #[test]
     fn splits_and_orders_pages() {
-        let text = "2 2024-01-01T00:00:00.000000Z {\"id\":2}\n1 2024-01-01T00:00:00.000000Z {\"id\":1,\"s\":\"a b\"}";
+        let text = "2 2024-01-01T00:00:00.000000Z 1 {\"id\":2}\n1 2024-01-01T00:00:00.000000Z 0 {\"id\":1,\"s\":\"a b\"}";
         let r = split_page(text).expect("valid");
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].pk, "1");
         assert_eq!(r[0].data, "{\"id\":1,\"s\":\"a b\"}");
+        assert_eq!((r[0].deleted, r[1].deleted), (false, true));
         assert!(split_page("").expect("empty").is_empty());
         assert!(split_page("x").is_err());
+        assert!(split_page("1 2024-01-01T00:00:00.000000Z yes {}").is_err());
+        assert_eq!(split_ids("3 1 2").expect("valid"), vec![3, 1, 2]);
+        assert!(split_ids("").expect("empty").is_empty());
+        assert!(split_ids("1 x").is_err());
     }
 }

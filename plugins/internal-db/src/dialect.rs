@@ -46,6 +46,20 @@ pub struct PageFilter {
     pub clients: Vec<i64>,
     /// Rows in this page.
     pub limit: i64,
+    /// The stream's soft-delete column, if configured: rows where it is set come back
+    /// flagged as deletions.
+    pub soft_delete: Option<String>,
+}
+
+/// What a key-listing query (a reconciliation page) selects.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    /// Resume strictly after this id.
+    pub after: Option<i64>,
+    /// Leave out rows this soft-delete column marks as deleted.
+    pub soft_delete: Option<String>,
+    /// Ids in this page.
+    pub limit: i64,
 }
 
 /// SQL text plus its parameters, in placeholder order.
@@ -109,6 +123,54 @@ impl Dialect {
         }
     }
 
+    /// `name` quoted as an identifier (names from the config are validated as plain
+    /// identifiers first; quoting keeps reserved words working).
+    fn quote(self, name: &str) -> String {
+        match self {
+            Dialect::MySql => format!("`{name}`"),
+            Dialect::Sqlite | Dialect::Postgres => format!("\"{name}\""),
+        }
+    }
+
+    /// A boolean expression: the row's soft-delete column `column` says "deleted".
+    ///
+    /// Written to work whatever the column's type, so the config needs no kind: NULL is
+    /// live; a boolean or integer flag is live when false/0; anything else that is set
+    /// (a timestamp, a date) is deleted. The text comparison is what makes one expression
+    /// valid for both a `timestamptz` and a `boolean` column in PostgreSQL.
+    pub fn soft_deleted_expr(self, column: &str) -> String {
+        let c = format!("s.{}", self.quote(column));
+        match self {
+            Dialect::Sqlite => format!("({c} IS NOT NULL AND {c} NOT IN (0, '0', 'false'))"),
+            Dialect::Postgres => {
+                format!("({c} IS NOT NULL AND CAST({c} AS text) NOT IN ('false', '0'))")
+            }
+            Dialect::MySql => {
+                format!("({c} IS NOT NULL AND CAST({c} AS CHAR) NOT IN ('0', 'false'))")
+            }
+        }
+    }
+
+    /// The deletion flag of a page row as a BIGINT-compatible 0/1 expression.
+    fn deleted_flag(self, soft_delete: Option<&str>) -> String {
+        let Some(column) = soft_delete else {
+            return match self {
+                Dialect::Sqlite => "0".into(),
+                Dialect::Postgres => "CAST(0 AS BIGINT)".into(),
+                Dialect::MySql => "CAST(0 AS SIGNED)".into(),
+            };
+        };
+        let case = format!(
+            "CASE WHEN {} THEN 1 ELSE 0 END",
+            self.soft_deleted_expr(column)
+        );
+        match self {
+            Dialect::Sqlite => case,
+            Dialect::Postgres => format!("CAST({case} AS BIGINT)"),
+            Dialect::MySql => format!("CAST({case} AS SIGNED)"),
+        }
+    }
+
     /// Canonical-text expression of the timestamp column `c`.
     fn timestamp_text(self, c: &str) -> String {
         match self {
@@ -140,8 +202,9 @@ impl Dialect {
     }
 
     /// The query for one page of `stream` in `(updated_at, id)` order: rows of
-    /// `(id, canonical updated_at, row as JSON text)`, or for SQLite ([`Dialect::aggregates_pages`])
-    /// one value holding the page as `id updated_at json` lines.
+    /// `(id, canonical updated_at, deleted 0/1, row as JSON text)`, or for SQLite
+    /// ([`Dialect::aggregates_pages`]) one value holding the page as
+    /// `id updated_at deleted json` lines.
     pub fn page_query(self, stream: &StreamDef, filter: &PageFilter) -> Statement {
         let mut b = Builder::new(self);
         let where_clause = self.where_clause(&mut b, stream, filter);
@@ -150,21 +213,23 @@ impl Dialect {
         let q = |c: &str| format!("s.{c}");
         let order = "ORDER BY s.updated_at, s.id";
         let cursor = self.timestamp_text("s.updated_at");
+        let deleted = self.deleted_flag(filter.soft_delete.as_deref());
         let sql = match self {
             Dialect::Sqlite => {
-                // One row per page: `id cursor json` lines joined by newlines (json_object
-                // escapes newlines inside strings). Fetching one value instead of 10,000
-                // rows halves the cost of a page; the subquery keeps the key order.
+                // One row per page: `id cursor deleted json` lines joined by newlines
+                // (json_object escapes newlines inside strings). Fetching one value
+                // instead of 10,000 rows halves the cost of a page; the subquery keeps
+                // the key order.
                 format!(
                     "SELECT group_concat(line, char(10)) FROM \
-                     (SELECT s.id || ' ' || {cursor} || ' ' || {json} AS line \
+                     (SELECT s.id || ' ' || {cursor} || ' ' || {deleted} || ' ' || {json} AS line \
                      FROM {table} s{where_clause} {order} LIMIT {limit})",
                     json = self.json_object(stream),
                 )
             }
             Dialect::MySql => {
                 format!(
-                    "SELECT s.id, {cursor}, {json} FROM {table} s{where_clause} {order} LIMIT {limit}",
+                    "SELECT s.id, {cursor}, {deleted}, {json} FROM {table} s{where_clause} {order} LIMIT {limit}",
                     json = self.json_object(stream),
                 )
             }
@@ -177,12 +242,61 @@ impl Dialect {
                     .map(|c| format!("{} AS {}", self.json_value(c, &q(c.name)), c.name))
                     .collect::<Vec<_>>()
                     .join(", ");
-                format!(
-                    "SELECT t.id, t.updated_at, row_to_json(t)::text FROM \
-                     (SELECT {cols} FROM {table} s{where_clause} {order} LIMIT {limit}) t \
-                     ORDER BY t.updated_at COLLATE \"C\", t.id"
-                )
+                match filter.soft_delete {
+                    None => format!(
+                        "SELECT t.id, t.updated_at, {deleted}, row_to_json(t)::text FROM \
+                         (SELECT {cols} FROM {table} s{where_clause} {order} LIMIT {limit}) t \
+                         ORDER BY t.updated_at COLLATE \"C\", t.id"
+                    ),
+                    // The flag must not become a field of the JSON: compute it beside the
+                    // columns, then build the JSON from the columns alone.
+                    Some(_) => {
+                        let names = stream
+                            .columns
+                            .iter()
+                            .map(|c| format!("p.{}", c.name))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        format!(
+                            "SELECT t.id, t.updated_at, p._tributary_deleted, row_to_json(t)::text FROM \
+                             (SELECT {cols}, {deleted} AS _tributary_deleted FROM {table} s{where_clause} {order} LIMIT {limit}) p \
+                             CROSS JOIN LATERAL (SELECT {names}) t \
+                             ORDER BY t.updated_at COLLATE \"C\", t.id"
+                        )
+                    }
+                }
             }
+        };
+        Statement {
+            sql,
+            params: b.params,
+        }
+    }
+
+    /// One page of a reconciliation: the next `limit` ids after `after` in id order, with
+    /// no window or client condition (that is what makes it a listing of the source).
+    /// Soft-deleted rows are left out, so the host marks any it has as live. SQLite
+    /// returns the page as one space-separated text value ([`Dialect::aggregates_pages`]).
+    pub fn keys_query(self, stream: &StreamDef, filter: &KeyFilter) -> Statement {
+        let mut b = Builder::new(self);
+        let mut conds = Vec::new();
+        if let Some(after) = filter.after {
+            conds.push(format!("s.id > {}", b.push(Param::Int(after), Kind::Int)));
+        }
+        if let Some(column) = &filter.soft_delete {
+            conds.push(format!("NOT {}", self.soft_deleted_expr(column)));
+        }
+        let where_clause = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let limit = b.push(Param::Int(filter.limit), Kind::Int);
+        let table = stream.name;
+        let page = format!("SELECT s.id FROM {table} s{where_clause} ORDER BY s.id LIMIT {limit}");
+        let sql = match self {
+            Dialect::Sqlite => format!("SELECT group_concat(id, ' ') FROM ({page})"),
+            Dialect::Postgres | Dialect::MySql => page,
         };
         Statement {
             sql,
@@ -325,6 +439,52 @@ impl Dialect {
         }
     }
 
+    /// `DELETE` of the rows with the given ids (the sample's hard delete).
+    pub fn delete_statement(self, stream: &StreamDef, ids: &[i64]) -> Statement {
+        let mut b = Builder::new(self);
+        let list = ids
+            .iter()
+            .map(|id| b.push(Param::Int(*id), Kind::Int))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Statement {
+            sql: format!("DELETE FROM {} WHERE id IN ({list})", stream.name),
+            params: b.params,
+        }
+    }
+
+    /// `UPDATE` setting the soft-delete `column` (of `kind`: a timestamp set to `at`, or a
+    /// boolean set to true) and `updated_at = at` on the rows with the given ids, as an
+    /// application does when it soft-deletes.
+    pub fn soft_delete_statement(
+        self,
+        stream: &StreamDef,
+        column: &str,
+        kind: Kind,
+        ids: &[i64],
+        at: &str,
+    ) -> Statement {
+        let mut b = Builder::new(self);
+        let value = match kind {
+            Kind::Bool => b.push(Param::Bool(true), Kind::Bool),
+            _ => b.push(Param::Text(self.timestamp_param(at)), Kind::Timestamp),
+        };
+        let ts = b.push(Param::Text(self.timestamp_param(at)), Kind::Timestamp);
+        let list = ids
+            .iter()
+            .map(|id| b.push(Param::Int(*id), Kind::Int))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Statement {
+            sql: format!(
+                "UPDATE {} SET {} = {value}, updated_at = {ts} WHERE id IN ({list})",
+                stream.name,
+                self.quote(column)
+            ),
+            params: b.params,
+        }
+    }
+
     /// Whether [`Dialect::page_query`] returns the whole page as one text value.
     pub fn aggregates_pages(self) -> bool {
         self == Dialect::Sqlite
@@ -396,6 +556,7 @@ mod tests {
             end: None,
             clients: vec![1, 2],
             limit: 10,
+            soft_delete: None,
         };
         for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let st = d.page_query(s, &f);
@@ -409,5 +570,27 @@ mod tests {
             Dialect::MySql.timestamp_param("2024-01-01T10:00:00.000001Z"),
             "2024-01-01 10:00:00.000001"
         );
+    }
+
+    #[test]
+    fn key_listing_ignores_window_and_clients() {
+        let s = streams::find("contracts").expect("stream");
+        let f = KeyFilter {
+            after: Some(41),
+            soft_delete: Some("is_deleted".into()),
+            limit: 500,
+        };
+        for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+            let st = d.keys_query(s, &f);
+            assert_eq!(
+                st.params,
+                vec![Param::Int(41), Param::Int(500)],
+                "{}",
+                st.sql
+            );
+            assert!(!st.sql.contains("updated_at"), "{}", st.sql);
+            assert!(!st.sql.contains("client_id"), "{}", st.sql);
+            assert!(st.sql.contains("NOT (s."), "{}", st.sql);
+        }
     }
 }

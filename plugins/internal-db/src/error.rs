@@ -113,6 +113,7 @@ const TRANSIENT_CODES: &[&str] = &[
 const CONFIG_CODES: &[&str] = &[
     "3D000", // PG database does not exist
     "42P01", // PG undefined table
+    "42703", // PG undefined column (a soft-delete column the table lacks)
     "3F000", // PG schema does not exist
     "42S02", // MySQL table does not exist
 ];
@@ -133,7 +134,7 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorKind {
     if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         return match my.number() {
             1044 | 1045 | 1142 | 1227 | 1698 => ErrorKind::Auth,
-            1049 | 1146 => ErrorKind::Config,
+            1049 | 1054 | 1146 => ErrorKind::Config,
             1040 | 1053 | 1205 | 1213 | 2002 | 2003 | 2006 | 2013 => ErrorKind::Transient,
             _ => ErrorKind::System,
         };
@@ -147,7 +148,11 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorKind {
                 5 | 6 => ErrorKind::Transient, // BUSY, LOCKED
                 14 | 26 => ErrorKind::Config,  // CANTOPEN, NOTADB
                 23 => ErrorKind::Auth,         // AUTH
-                1 if db.message().contains("no such table") => ErrorKind::Config,
+                1 if db.message().contains("no such table")
+                    || db.message().contains("no such column") =>
+                {
+                    ErrorKind::Config
+                }
                 _ => ErrorKind::System,
             };
         }

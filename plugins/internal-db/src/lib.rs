@@ -5,13 +5,17 @@
 //!
 //! - [`InternalDb`] is the [`Connector`]; the cdylib exports it as plugin `internal-db`.
 //! - [`Config`] is the manifest's `config` table (`url`, `pool_size`, `page_size`,
-//!   `parallel_pages`, `connect_timeout_secs`, `sample_data`).
+//!   `parallel_pages`, `connect_timeout_secs`, `reconcile_every`, `soft_delete`,
+//!   `sample_data`).
 //! - Five streams (`client_profiles`, `service_history`, `satisfaction_scores`,
 //!   `communication_engagement`, `contracts`), each keyed by `id` with an `updated_at`
 //!   cursor, are read by keyset pagination on `(updated_at, id)`; the database builds each
 //!   record's JSON, so rows pass through without a parse/serialize round trip.
+//! - Deletions: a soft-deleted row (its configured column set) is emitted as a deletion
+//!   record; hard-deleted rows are found by a periodic listing of every live `id`, sent
+//!   to the host as a snapshot of keys (see `reconcile.rs`).
 //! - [`migrate`] applies the embedded schema; [`sample`] generates deterministic sample
-//!   data at any scale and can "touch" rows to simulate edits.
+//!   data at any scale and can touch, soft-delete and delete rows to simulate edits.
 //!
 //! # Example
 //!
@@ -51,6 +55,7 @@ mod dialect;
 mod error;
 mod migrate;
 mod read;
+mod reconcile;
 pub mod sample;
 pub mod streams;
 pub mod timestamp;
@@ -84,7 +89,7 @@ impl Connector for InternalDb {
     async fn check(&self, config: Value, _out: Emitter) -> Result<(), ConnectorError> {
         let config = Config::parse(config)?;
         let db = read::open(&config).await?;
-        let result = client_check(&db).await;
+        let result = client_check(&db, &config).await;
         db.close().await;
         result.map_err(Into::into)
     }
@@ -102,17 +107,27 @@ impl Connector for InternalDb {
     }
 }
 
-/// Every stream table must exist with its key columns.
-async fn client_check(db: &client::Db) -> Result<()> {
+/// Every stream table must exist with its key columns (and its soft-delete column, when
+/// one is configured).
+async fn client_check(db: &client::Db, config: &Config) -> Result<()> {
     let mut missing = Vec::new();
     for s in streams::ALL {
+        let soft = config.soft_delete_column(s.name);
         let probe = dialect::Statement {
-            sql: format!("SELECT id, updated_at FROM {} WHERE 1 = 0", s.name),
+            sql: format!(
+                "SELECT id, updated_at{} FROM {} s WHERE 1 = 0",
+                soft.map(|c| format!(", {}", db.dialect().soft_deleted_expr(c)))
+                    .unwrap_or_default(),
+                s.name
+            ),
             params: Vec::new(),
         };
         match db.execute(&probe, "probing tables").await {
             Ok(_) => {}
-            Err(e) if e.class() == tributary_sdk::ErrorKind::Config => missing.push(s.name),
+            Err(e) if e.class() == tributary_sdk::ErrorKind::Config => missing.push(match soft {
+                Some(c) => format!("{} (with soft-delete column {c})", s.name),
+                None => s.name.to_string(),
+            }),
             Err(e) => return Err(e),
         }
     }
@@ -120,7 +135,7 @@ async fn client_check(db: &client::Db) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Config(format!(
-            "{} has no usable table {} (each needs id and updated_at); apply the schema with tributary_internal_db::migrate or the SQL in plugins/internal-db/migrations",
+            "{} has no usable table {} (each needs id and updated_at, plus the soft_delete column configured for it); apply the schema with tributary_internal_db::migrate or the SQL in plugins/internal-db/migrations",
             db.redacted_url(),
             missing.join(", ")
         )))

@@ -1,7 +1,9 @@
 //! Schema migrations, embedded in the crate: `migrations/<dialect>/*.sql`.
 //!
-//! sqlx records applied versions in `_sqlx_migrations`, so running them again is a no-op;
-//! the DDL itself also uses `IF NOT EXISTS` so it can adopt tables that already exist.
+//! sqlx records applied versions in `_sqlx_migrations`, so running them again is a no-op.
+//! The first migration's DDL also uses `IF NOT EXISTS`, so it can adopt tables that
+//! already exist; the second adds the sample's soft-delete columns (`ALTER TABLE`, which
+//! SQLite and MySQL cannot make conditional, so it relies on that record).
 
 use std::time::Duration;
 

@@ -7,32 +7,105 @@
 //! Each page is emitted as one batch followed by a checkpoint `{updated_at, id}` of its
 //! last row; the next run resumes strictly after that key, so rows sharing a timestamp
 //! are neither lost nor repeated.
+//!
+//! Deletions (see [`crate::reconcile`]): a soft-deleted row comes back as a deletion
+//! record like any other change. Hard deletes are proven by a listing of every live key:
+//! a full refresh without a narrowing window is that listing itself (a
+//! [`Coverage::Window`] snapshot around the read); otherwise, when `reconcile_every` says
+//! a pass is due, a keys-only pass follows the read. Either way the stream's checkpoint
+//! after the snapshot's completion records when the listing started.
 
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tributary_sdk::{ConnectorError, Emitter, ReadRequest, Record, SyncMode, Window};
+use tributary_sdk::toolkit::ReconcileEvery;
+use tributary_sdk::{ConnectorError, Coverage, Emitter, ReadRequest, Record, SyncMode, Window};
 
 use crate::client::{Db, PoolSettings};
 use crate::config::Config;
 use crate::dialect::PageFilter;
 use crate::error::{Error, Result};
+use crate::reconcile;
 use crate::sample::ensure_sample_database;
 use crate::streams::{self, StreamDef};
 use crate::timestamp::{canonical, parse_canonical};
 
-/// The state of a stream: the `(updated_at, id)` key of the last row emitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The state of a stream: the `(updated_at, id)` key of the last row emitted, and when
+/// the last completed reconciliation started.
+///
+/// States written before reconciliation existed (`{updated_at, id}`) still load; they
+/// simply have no `reconciled_at`, so the next run reconciles.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    /// Canonical `updated_at` of the last row emitted.
-    pub updated_at: String,
-    /// `id` of the last row emitted.
-    pub id: i64,
+    /// Canonical `updated_at` of the last row emitted (absent when none ever was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// `id` of the last row emitted (present exactly when `updated_at` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// When the last completed listing of every live key began: every row deleted
+    /// before this instant has been marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<DateTime<Utc>>,
+}
+
+impl Checkpoint {
+    fn new(position: Option<&(String, i64)>, reconciled_at: Option<DateTime<Utc>>) -> Self {
+        Checkpoint {
+            updated_at: position.map(|p| p.0.clone()),
+            id: position.map(|p| p.1),
+            reconciled_at,
+        }
+    }
+}
+
+/// A stream's saved state, normalized.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Saved {
+    /// Resume strictly after this `(canonical updated_at, id)`.
+    position: Option<(String, i64)>,
+    /// When the last completed reconciliation began.
+    reconciled_at: Option<DateTime<Utc>>,
+}
+
+/// How a stream's read proves hard deletions this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deletions {
+    /// The read lists every live row itself (a full refresh, no narrowing window): a
+    /// [`Coverage::Window`] snapshot around it.
+    Listing,
+    /// A keys-only pass after the read, when the read reached the end of the table.
+    Pass,
+    /// Not this run: under a client filter (a one-client extraction stays cheap and
+    /// marks nothing), or the interval has not elapsed.
+    Skip,
+}
+
+impl Deletions {
+    fn decide(
+        mode: SyncMode,
+        window: &Window,
+        every: ReconcileEvery,
+        last: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Deletions {
+        if window.has_client_filter() {
+            return Deletions::Skip;
+        }
+        match mode {
+            SyncMode::FullRefresh if !window.narrows() => Deletions::Listing,
+            // A full refresh always reconciles ("never" means "only on a full refresh").
+            SyncMode::FullRefresh => Deletions::Pass,
+            SyncMode::Incremental if every.due(last, now) => Deletions::Pass,
+            SyncMode::Incremental => Deletions::Skip,
+        }
+    }
 }
 
 /// The window, resolved into bound-parameter values.
@@ -93,7 +166,7 @@ pub(crate) async fn read(request: ReadRequest, out: Emitter) -> Result<(), Conne
 }
 
 /// Why a stream stopped.
-enum Stop {
+pub(crate) enum Stop {
     /// The source failed: report this stream incomplete and go on with the next.
     Source(ConnectorError),
     /// The host refused output or asked us to stop: nothing more can be delivered.
@@ -120,10 +193,10 @@ async fn read_streams(
             continue;
         };
         out.check_cancelled()?;
-        let after = match configured.sync_mode {
-            SyncMode::FullRefresh => None,
-            SyncMode::Incremental => match resume_key(request, name) {
-                Ok(key) => key,
+        let saved = match configured.sync_mode {
+            SyncMode::FullRefresh => Saved::default(),
+            SyncMode::Incremental => match saved_state(request, name) {
+                Ok(saved) => saved,
                 Err(e) => {
                     out.stream_incomplete(name, &e.into());
                     continue;
@@ -132,16 +205,27 @@ async fn read_streams(
         };
         out.stream_started(name);
         let started = Instant::now();
-        match read_stream(
-            db,
+        let stream = StreamRead {
             def,
-            after,
-            bounds,
-            config.page_size,
-            config.parallel_pages.min(config.pool_size),
-            out,
-        )
-        .await
+            soft_delete: config.soft_delete_column(name).map(str::to_string),
+            deletions: Deletions::decide(
+                configured.sync_mode,
+                &request.window,
+                config.reconcile_every,
+                saved.reconciled_at,
+                chrono::Utc::now(),
+            ),
+            saved,
+        };
+        match stream
+            .run(
+                db,
+                bounds,
+                config.page_size,
+                config.parallel_pages.min(config.pool_size),
+                out,
+            )
+            .await
         {
             Ok(records) => {
                 let secs = started.elapsed().as_secs_f64();
@@ -161,48 +245,131 @@ async fn read_streams(
     Ok(())
 }
 
-/// The key to resume after, from the saved state (normalized to canonical text).
-fn resume_key(request: &ReadRequest, stream: &str) -> Result<Option<(String, i64)>> {
+/// The saved state of `stream`, normalized (timestamps to canonical text).
+fn saved_state(request: &ReadRequest, stream: &str) -> Result<Saved> {
     let state_error = |reason: String| Error::State {
         stream: stream.to_string(),
         reason,
     };
     let Some(value) = request.state.get(stream).filter(|v| !v.is_null()) else {
-        return Ok(None);
+        return Ok(Saved::default());
     };
     let cp: Checkpoint =
         serde_json::from_value(value.clone()).map_err(|e| state_error(e.to_string()))?;
-    let ts = parse_canonical(&cp.updated_at)
-        .ok_or_else(|| state_error(format!("updated_at {:?} is not RFC 3339", cp.updated_at)))?;
-    Ok(Some((ts, cp.id)))
+    let position = match (cp.updated_at, cp.id) {
+        (Some(updated_at), Some(id)) => {
+            let ts = parse_canonical(&updated_at)
+                .ok_or_else(|| state_error(format!("updated_at {updated_at:?} is not RFC 3339")))?;
+            Some((ts, id))
+        }
+        (None, None) => None,
+        _ => return Err(state_error("updated_at and id go together".into())),
+    };
+    Ok(Saved {
+        position,
+        reconciled_at: cp.reconciled_at,
+    })
+}
+
+/// One stream's read: the records after the saved position, then what proves deletions.
+struct StreamRead {
+    def: &'static StreamDef,
+    soft_delete: Option<String>,
+    deletions: Deletions,
+    saved: Saved,
+}
+
+impl StreamRead {
+    /// Returns the records emitted.
+    async fn run(
+        self,
+        db: &Db,
+        bounds: &Bounds,
+        page_size: u32,
+        parallel: u32,
+        out: &Emitter,
+    ) -> Result<u64, Stop> {
+        let name = self.def.name;
+        let listing_started = Utc::now();
+        // Opened before the first page, so every record of the read counts as seen.
+        let listing = match self.deletions {
+            Deletions::Listing => Some(out.snapshot(name, Coverage::Window).map_err(Stop::Host)?),
+            Deletions::Pass | Deletions::Skip => None,
+        };
+        let (emitted, last) = read_stream(
+            db,
+            self.def,
+            &self.saved,
+            self.soft_delete.clone(),
+            bounds,
+            page_size,
+            parallel,
+            out,
+        )
+        .await?;
+        // A read cut short by the limit listed only part of the table: it proves nothing,
+        // and a pass after it would make a limited run expensive. The run that catches
+        // up reconciles.
+        let limited = bounds.limit.is_some_and(|l| emitted >= l);
+        let position = last.or(self.saved.position);
+        let reconciled_at = match (listing, self.deletions) {
+            (Some(snapshot), _) if limited => {
+                snapshot.abandon();
+                None
+            }
+            (Some(snapshot), _) => {
+                snapshot.complete().map_err(Stop::Host)?;
+                Some(listing_started)
+            }
+            (None, Deletions::Pass) if !limited => {
+                let pass_started = Utc::now();
+                reconcile::run(db, self.def, self.soft_delete, page_size, out).await?;
+                Some(pass_started)
+            }
+            (None, _) => None,
+        };
+        if let Some(at) = reconciled_at {
+            // After `complete`: state never claims a listing whose marks are not committed.
+            out.checkpoint(name, &Checkpoint::new(position.as_ref(), Some(at)))
+                .map_err(Stop::Host)?;
+        }
+        Ok(emitted)
+    }
 }
 
 /// A page as the producer hands it over.
 struct Page {
     records: Vec<Record>,
-    last: Checkpoint,
+    /// `(updated_at, id)` of its last row.
+    last: (String, i64),
 }
 
+/// Emits the rows after the saved position, a checkpoint after each page (carrying the
+/// saved `reconciled_at` forward). Returns the records emitted and the last position.
+#[allow(clippy::too_many_arguments)]
 async fn read_stream(
     db: &Db,
     def: &'static StreamDef,
-    after: Option<(String, i64)>,
+    saved: &Saved,
+    soft_delete: Option<String>,
     bounds: &Bounds,
     page_size: u32,
     parallel: u32,
     out: &Emitter,
-) -> Result<u64, Stop> {
+) -> Result<(u64, Option<(String, i64)>), Stop> {
     let (tx, mut rx) = mpsc::channel::<Result<Page>>(1);
     let producer = tokio::spawn(produce(
         db.clone(),
         def,
-        after,
+        saved.position.clone(),
+        soft_delete,
         bounds.clone(),
         u64::from(page_size),
         parallel,
         tx,
     ));
     let mut emitted = 0u64;
+    let mut last = None;
     let mut stop = None;
     while let Some(page) = rx.recv().await {
         let page = match page {
@@ -213,14 +380,16 @@ async fn read_stream(
             }
         };
         emitted += page.records.len() as u64;
+        let checkpoint = Checkpoint::new(Some(&page.last), saved.reconciled_at);
         let delivered = out
             .records(def.name, page.records)
-            .and_then(|()| out.checkpoint(def.name, &page.last))
+            .and_then(|()| out.checkpoint(def.name, &checkpoint))
             .and_then(|()| out.check_cancelled());
         if let Err(e) = delivered {
             stop = Some(Stop::Host(e));
             break;
         }
+        last = Some(page.last);
     }
     // Dropping the receiver makes a producer that is still fetching stop at its next send.
     drop(rx);
@@ -229,7 +398,7 @@ async fn read_stream(
         return Err(stop);
     }
     joined.map_err(|e| Stop::Source(ConnectorError::system(format!("page reader failed: {e}"))))?;
-    Ok(emitted)
+    Ok((emitted, last))
 }
 
 /// Largest page SQLite builds as one aggregated value (keeps it far below SQLite's
@@ -242,10 +411,12 @@ const MAX_SQLITE_PAGE: u64 = 50_000;
 /// that ends each page (index only) and fetches up to `parallel` key ranges at once;
 /// pages are still handed over in order. With 1 it pages sequentially, each page starting after the last row of
 /// the one before.
+#[allow(clippy::too_many_arguments)]
 async fn produce(
     db: Db,
     def: &'static StreamDef,
     after: Option<(String, i64)>,
+    soft_delete: Option<String>,
     bounds: Bounds,
     page_size: u64,
     parallel: u32,
@@ -270,6 +441,7 @@ async fn produce(
             end: bounds.end.clone(),
             clients: bounds.clients.clone(),
             limit: i64::try_from(want).unwrap_or(i64::MAX),
+            soft_delete: soft_delete.clone(),
         };
     let fail = |tx: mpsc::Sender<Result<Page>>, e: Error| async move {
         let _ = tx.send(Err(e)).await;
@@ -322,7 +494,7 @@ async fn produce(
             continue;
         };
         let key = match (last.cursor.clone(), last.pk.parse::<i64>()) {
-            (Some(updated_at), Ok(id)) => Checkpoint { updated_at, id },
+            (Some(updated_at), Ok(id)) => (updated_at, id),
             _ => {
                 let e = Error::Internal(format!(
                     "{context}: row without a usable (updated_at, id) key"
@@ -331,7 +503,7 @@ async fn produce(
             }
         };
         if parallel == 1 && n == want && remaining > 0 {
-            lo = Some((key.updated_at.clone(), key.id));
+            lo = Some(key.clone());
             scheduling_done = false;
         }
         if tx.send(Ok(Page { records, last: key })).await.is_err() {
@@ -340,5 +512,93 @@ async fn produce(
             }
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn states_without_reconciliation_still_load() {
+        let old: Checkpoint =
+            serde_json::from_value(json!({"updated_at": "2024-01-01T00:00:00.000000Z", "id": 7}))
+                .expect("the pre-reconciliation form");
+        assert_eq!(old.reconciled_at, None);
+        assert_eq!(old.id, Some(7));
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let new = Checkpoint::new(Some(&("2024-01-01T00:00:00.000000Z".into(), 7)), Some(at));
+        let text = serde_json::to_value(&new).expect("serializes");
+        assert_eq!(text["reconciled_at"], "2026-01-02T03:04:05.123456Z");
+        assert_eq!(
+            serde_json::from_value::<Checkpoint>(text).expect("round trip"),
+            new
+        );
+        // Only a reconciliation, no row ever emitted: no position.
+        let empty = serde_json::to_value(Checkpoint::new(None, Some(at))).expect("serializes");
+        assert_eq!(
+            empty,
+            json!({"reconciled_at": "2026-01-02T03:04:05.123456Z"})
+        );
+        assert!(serde_json::from_value::<Checkpoint>(json!({"id": 1, "page": 2})).is_err());
+    }
+
+    #[test]
+    fn saved_state_needs_both_halves_of_the_position() {
+        let request = |state: serde_json::Value| ReadRequest {
+            config: json!({}),
+            catalog: Default::default(),
+            state: [("contracts".to_string(), state)].into(),
+            window: Window::default(),
+        };
+        let saved = saved_state(
+            &request(json!({"updated_at": "2024-01-01T02:00:00+02:00", "id": 3})),
+            "contracts",
+        )
+        .expect("valid");
+        assert_eq!(
+            saved.position,
+            Some(("2024-01-01T00:00:00.000000Z".to_string(), 3))
+        );
+        let e = saved_state(&request(json!({"id": 3})), "contracts").expect_err("half");
+        assert!(e.to_string().contains("go together"), "{e}");
+    }
+
+    #[test]
+    fn when_deletions_are_proven() {
+        let now = Utc::now();
+        let hour = ReconcileEvery::parse("1h").expect("valid");
+        let recent = Some(now - chrono::Duration::minutes(10));
+        let old = Some(now - chrono::Duration::hours(2));
+        let plain = Window::default();
+        let dates = Window {
+            start: Some(now),
+            ..Window::default()
+        };
+        let client = Window {
+            clients: vec!["3".into()],
+            ..Window::default()
+        };
+        let limit = Window {
+            limit: Some(5),
+            ..Window::default()
+        };
+        use Deletions::*;
+        use SyncMode::*;
+        let d = |mode, w: &Window, every, last| Deletions::decide(mode, w, every, last, now);
+        assert_eq!(d(FullRefresh, &plain, hour, recent), Listing);
+        assert_eq!(d(FullRefresh, &limit, hour, recent), Listing);
+        assert_eq!(d(FullRefresh, &dates, hour, recent), Pass);
+        assert_eq!(d(FullRefresh, &plain, ReconcileEvery::Never, None), Listing);
+        assert_eq!(d(FullRefresh, &client, hour, None), Skip);
+        assert_eq!(d(Incremental, &plain, hour, recent), Skip);
+        assert_eq!(d(Incremental, &plain, hour, old), Pass);
+        assert_eq!(d(Incremental, &plain, hour, None), Pass);
+        assert_eq!(d(Incremental, &dates, hour, None), Pass);
+        assert_eq!(d(Incremental, &client, ReconcileEvery::Always, None), Skip);
+        assert_eq!(d(Incremental, &plain, ReconcileEvery::Never, None), Skip);
     }
 }

@@ -236,18 +236,91 @@ async fn generate_into(db: &Db, spec: &SampleSpec) -> Result<BTreeMap<&'static s
 /// `UPDATE service_history SET updated_at = '2026-07-01T00:00:00.000000Z' WHERE id IN (1, 2)`
 /// (PostgreSQL: a `timestamptz` literal; MySQL: `'2026-07-01 00:00:00.000000'` in UTC).
 pub async fn touch(url: &str, stream: &str, ids: &[i64], at: DateTime<Utc>) -> Result<u64> {
-    let def =
-        streams::find(stream).ok_or_else(|| Error::Config(format!("unknown stream {stream}")))?;
+    let def = sample_stream(stream)?;
+    let at = crate::timestamp::canonical(at);
+    let context = format!("touching rows of {stream}");
+    apply_in_chunks(
+        url,
+        ids,
+        |d, chunk| d.touch_statement(def, chunk, &at),
+        &context,
+    )
+    .await
+}
+
+/// The sample schema's soft-delete columns (added by the second migration): a nullable
+/// timestamp on `service_history`, a boolean on `contracts`. The matching connector
+/// setting is `soft_delete = { service_history = "deleted_at", contracts = "is_deleted" }`.
+pub const SOFT_DELETE_COLUMNS: [(&str, &str, Kind); 2] = [
+    ("service_history", "deleted_at", Kind::Timestamp),
+    ("contracts", "is_deleted", Kind::Bool),
+];
+
+/// Deletes the rows of `stream` with the given ids (a hard delete, which leaves no trace
+/// a cursor could see); returns the rows deleted.
+///
+/// The equivalent SQL: `DELETE FROM service_history WHERE id IN (1, 2)`. Rows that other
+/// tables reference (`client_profiles`) are refused by the foreign keys on PostgreSQL and
+/// MySQL, as they would be for an application.
+pub async fn delete(url: &str, stream: &str, ids: &[i64]) -> Result<u64> {
+    let def = sample_stream(stream)?;
+    let context = format!("deleting rows of {stream}");
+    apply_in_chunks(
+        url,
+        ids,
+        |d, chunk| d.delete_statement(def, chunk),
+        &context,
+    )
+    .await
+}
+
+/// Soft-deletes the rows of `stream` with the given ids as an application would: sets the
+/// sample schema's soft-delete column (see [`SOFT_DELETE_COLUMNS`]; a timestamp becomes
+/// `at`, a flag becomes true) and `updated_at = at`. Returns the rows changed.
+///
+/// The equivalent SQL (SQLite):
+/// `UPDATE service_history SET deleted_at = '2026-07-01T00:00:00.000000Z', updated_at = '2026-07-01T00:00:00.000000Z' WHERE id IN (1, 2)`
+/// and `UPDATE contracts SET is_deleted = 1, updated_at = ... WHERE id IN (3)`.
+pub async fn soft_delete(url: &str, stream: &str, ids: &[i64], at: DateTime<Utc>) -> Result<u64> {
+    let def = sample_stream(stream)?;
+    let Some((_, column, kind)) = SOFT_DELETE_COLUMNS.iter().find(|(s, _, _)| *s == stream) else {
+        return Err(Error::Config(format!(
+            "the sample table {stream} has no soft-delete column (only {})",
+            SOFT_DELETE_COLUMNS
+                .map(|(s, c, _)| format!("{s}.{c}"))
+                .join(", ")
+        )));
+    };
+    let at = crate::timestamp::canonical(at);
+    let context = format!("soft-deleting rows of {stream}");
+    apply_in_chunks(
+        url,
+        ids,
+        |d, chunk| d.soft_delete_statement(def, column, *kind, chunk, &at),
+        &context,
+    )
+    .await
+}
+
+fn sample_stream(stream: &str) -> Result<&'static StreamDef> {
+    streams::find(stream).ok_or_else(|| Error::Config(format!("unknown stream {stream}")))
+}
+
+/// Runs the statement `make` builds for each chunk of ids; returns the rows affected.
+async fn apply_in_chunks(
+    url: &str,
+    ids: &[i64],
+    make: impl Fn(Dialect, &[i64]) -> crate::dialect::Statement,
+    context: &str,
+) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
     let db = Db::open(url, &bulk_settings(false)).await?;
-    let at = crate::timestamp::canonical(at);
     let mut changed = 0;
     let mut result = Ok(());
     for chunk in ids.chunks(1000) {
-        let st = db.dialect().touch_statement(def, chunk, &at);
-        match db.execute(&st, &format!("touching rows of {stream}")).await {
+        match db.execute(&make(db.dialect(), chunk), context).await {
             Ok(n) => changed += n,
             Err(e) => {
                 result = Err(e);

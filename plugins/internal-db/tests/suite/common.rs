@@ -1,13 +1,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tributary_internal_db::InternalDb;
-use tributary_sdk::host::{Collected, CollectingHandler, InProcess};
+use tributary_sdk::host::{
+    Collected, CollectingHandler, HostHandler, InProcess, KeyBatch, RecordBatch,
+};
 use tributary_sdk::{
-    ConfiguredCatalog, ConfiguredStream, ConnectorError, ReadRequest, StreamStatus, SyncMode,
-    Window,
+    ConfiguredCatalog, ConfiguredStream, ConnectorError, ControlMessage, LogLevel, ReadRequest,
+    SnapshotEvent, StreamStatus, SyncMode, Window,
 };
 
 pub const STREAMS: [&str; 5] = [
@@ -66,15 +69,63 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &base[..path_start])
 }
 
-/// The URL of a service from the environment; `None` (with a notice) when unset outside CI.
+/// The URL of a database service for the tests that need it.
+///
+/// The variable (`.ci/run` sets it) wins; without it the conventional local URL is used.
+/// An unreachable service fails loudly, saying how to start it or how to skip on purpose
+/// (`TRIBUTARY_SKIP_SERVICES=postgres,mysql`), never a silent skip; under `CI` the
+/// variable must be set and nothing may be skipped. (Same policy as the end-to-end
+/// harness in `tests/tests/common/mod.rs`.)
 pub fn service_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!("{var} must be set when CI is set"),
-        _ => {
-            eprintln!("skipping: {var} is not set");
-            None
-        }
+    let (service, default, start) = match var {
+        "TRIBUTARY_TEST_POSTGRES_URL" => (
+            "postgres",
+            "postgres://postgres@127.0.0.1:5432/test",
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        ),
+        "TRIBUTARY_TEST_MYSQL_URL" => (
+            "mysql",
+            "mysql://root@127.0.0.1:3306/test",
+            "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+        ),
+        other => panic!("unknown service variable {other}"),
+    };
+    let ci = std::env::var_os("CI").is_some();
+    let skipped = std::env::var("TRIBUTARY_SKIP_SERVICES")
+        .unwrap_or_default()
+        .split(',')
+        .any(|s| s.trim() == service);
+    if skipped && !ci {
+        eprintln!("skipping the {service} tests: TRIBUTARY_SKIP_SERVICES names {service}");
+        return None;
+    }
+    let url = match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ if ci => panic!("{var} is not set: CI must provide this service (see .ci/run)"),
+        _ => default.to_string(),
+    };
+    let address = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .map(|authority| {
+            authority
+                .rsplit('@')
+                .next()
+                .unwrap_or(authority)
+                .to_string()
+        })
+        .unwrap_or_default();
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)));
+    match reachable {
+        Some(Ok(_)) => Some(url),
+        Some(Err(e)) => panic!(
+            "{service} is not reachable at {address} ({e}) for {var}. Start it (`{start}`), point {var} at a running server, or skip these tests on purpose with TRIBUTARY_SKIP_SERVICES={service}"
+        ),
+        None => panic!("{var}: cannot find host and port in its URL"),
     }
 }
 
@@ -209,6 +260,29 @@ impl Read {
         self
     }
 
+    /// Sets one key of the connector's config.
+    pub fn set(mut self, key: &str, value: Value) -> Read {
+        self.config[key] = value;
+        self
+    }
+
+    /// Runs the read through a handler that also keeps every event in order, and asserts
+    /// that every stream completed.
+    pub fn run_recorded(&self) -> (Collected, Vec<Event>) {
+        let handler = Arc::new(Recording::default());
+        InProcess::<InternalDb>::read(&self.request(), handler.clone()).unwrap();
+        let collected = handler.inner.collected();
+        for s in &self.streams {
+            assert_eq!(
+                collected.status.get(s),
+                Some(&StreamStatus::Complete),
+                "stream {s}"
+            );
+        }
+        let events = handler.events.lock().unwrap().clone();
+        (collected, events)
+    }
+
     pub fn request(&self) -> ReadRequest {
         ReadRequest {
             config: self.config.clone(),
@@ -249,6 +323,83 @@ impl Read {
     }
 }
 
+/// One call of the plugin on its host, in order (payloads summarised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Records {
+        stream: String,
+        n: usize,
+    },
+    State {
+        stream: String,
+        state: Value,
+    },
+    Keys {
+        stream: String,
+        n: usize,
+    },
+    Snapshot {
+        stream: String,
+        event: SnapshotEvent,
+    },
+}
+
+/// A [`CollectingHandler`] that also keeps the order of calls and the size of each batch.
+#[derive(Default)]
+struct Recording {
+    inner: Arc<CollectingHandler>,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Recording {
+    fn push(&self, e: Event) {
+        self.events.lock().unwrap().push(e);
+    }
+}
+
+impl HostHandler for Recording {
+    fn records(&self, stream: &str, batch: RecordBatch) -> Result<(), String> {
+        self.push(Event::Records {
+            stream: stream.into(),
+            n: batch.len(),
+        });
+        self.inner.records(stream, batch)
+    }
+    fn state(&self, stream: &str, state: &str) -> Result<(), String> {
+        self.push(Event::State {
+            stream: stream.into(),
+            state: serde_json::from_str(state).unwrap(),
+        });
+        self.inner.state(stream, state)
+    }
+    fn control(&self, message: ControlMessage) -> Result<(), String> {
+        self.inner.control(message)
+    }
+    fn stream_status(&self, stream: &str, status: StreamStatus) {
+        self.inner.stream_status(stream, status)
+    }
+    fn log(&self, level: LogLevel, target: &str, message: &str) {
+        self.inner.log(level, target, message)
+    }
+    fn log_level(&self) -> LogLevel {
+        self.inner.log_level()
+    }
+    fn keys(&self, stream: &str, keys: KeyBatch) -> Result<(), String> {
+        self.push(Event::Keys {
+            stream: stream.into(),
+            n: keys.len(),
+        });
+        self.inner.keys(stream, keys)
+    }
+    fn snapshot(&self, stream: &str, event: SnapshotEvent) -> Result<(), String> {
+        self.push(Event::Snapshot {
+            stream: stream.into(),
+            event: event.clone(),
+        });
+        self.inner.snapshot(stream, event)
+    }
+}
+
 /// Records of `stream` (empty when none arrived).
 pub fn records(c: &Collected, stream: &str) -> Vec<tributary_sdk::host::CollectedRecord> {
     c.records.get(stream).cloned().unwrap_or_default()
@@ -270,4 +421,24 @@ pub fn data(r: &tributary_sdk::host::CollectedRecord) -> Value {
 /// Total records over all streams.
 pub fn total(c: &Collected) -> usize {
     c.records.values().map(Vec::len).sum()
+}
+
+/// Ids of `table` read straight from the database (not through the connector), ascending.
+pub async fn table_ids(url: &str, table: &str) -> Vec<i64> {
+    strings_or_ids::<i64>(url, &format!("SELECT id FROM {table} ORDER BY id")).await
+}
+
+/// The first column of every row `sql` returns, through `sqlx::Any`.
+pub async fn strings_or_ids<T>(url: &str, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let rows = sqlx::query_scalar::<_, T>(sql)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pool.close().await;
+    rows
 }

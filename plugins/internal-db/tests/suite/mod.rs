@@ -1,5 +1,9 @@
 /// Databases, reads and assertions shared by the scenarios.
 mod common;
+/// Hard deletes (key reconciliation) and soft deletes, on every dialect.
+mod deletions;
+/// The embedded migrations, on every dialect.
+mod migrations;
 /// MariaDB / MySQL.
 mod mysql;
 /// PostgreSQL.

@@ -1,17 +1,18 @@
 use super::common::TestDb;
-use super::scenarios;
+use super::{deletions, migrations, scenarios};
 
 macro_rules! mysql_tests {
-    ($($name:ident),* $(,)?) => {$(
+    ($module:ident: $($name:ident),* $(,)?) => {$(
         #[test]
         fn $name() {
             let Some(db) = TestDb::mysql() else { return };
-            scenarios::$name(&db.url);
+            $module::$name(&db.url);
         }
     )*};
 }
 
 mysql_tests!(
+    scenarios:
     check,
     incremental,
     equal_timestamp_paging,
@@ -21,11 +22,12 @@ mysql_tests!(
     same_data_as_sqlite,
 );
 
-#[test]
-fn migrate_is_idempotent() {
-    let Some(db) = TestDb::mysql() else { return };
-    super::common::block_on(async {
-        tributary_internal_db::migrate(&db.url).await.unwrap();
-        tributary_internal_db::migrate(&db.url).await.unwrap();
-    });
-}
+mysql_tests!(
+    deletions:
+    reconciliation_lists_every_live_id,
+    reconcile_interval_is_kept_in_state,
+    soft_deletes_are_deletion_records,
+    narrowed_and_limited_reads,
+);
+
+mysql_tests!(migrations: migrate_is_idempotent);

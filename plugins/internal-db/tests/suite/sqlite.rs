@@ -7,19 +7,20 @@ use tributary_sdk::host::{CollectingHandler, InProcess};
 use tributary_sdk::ErrorKind;
 
 use super::common::*;
-use super::scenarios;
+use super::{deletions, migrations, scenarios};
 
 macro_rules! sqlite_tests {
-    ($($name:ident),* $(,)?) => {$(
+    ($module:ident: $($name:ident),* $(,)?) => {$(
         #[test]
         fn $name() {
             let db = TestDb::sqlite();
-            scenarios::$name(&db.url);
+            $module::$name(&db.url);
         }
     )*};
 }
 
 sqlite_tests!(
+    scenarios:
     discover,
     check,
     incremental,
@@ -29,6 +30,16 @@ sqlite_tests!(
     client_filter,
     unknown_stream_fails_alone,
 );
+
+sqlite_tests!(
+    deletions:
+    reconciliation_lists_every_live_id,
+    reconcile_interval_is_kept_in_state,
+    soft_deletes_are_deletion_records,
+    narrowed_and_limited_reads,
+);
+
+sqlite_tests!(migrations: migrate_is_idempotent);
 
 #[test]
 fn full_read_matches_tables() {
