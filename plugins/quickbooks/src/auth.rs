@@ -2,8 +2,15 @@
 //! handed to the host (a `ConfigUpdate` control message, persisted atomically before the
 //! call returns) before the new access token is used: if the process dies right after a
 //! rotation, the next run still holds the live refresh token.
+//!
+//! A token is renewed early by a fraction of its lifetime (a tenth, at most five
+//! minutes), so a server issuing short-lived tokens gets one refresh per lifetime, not
+//! one per request. Refreshes are single-flight and generation-counted: whoever sees a
+//! stale or rejected token refreshes only if nobody did since, so all concurrently
+//! running streams share one refresh per expiry.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,13 +22,22 @@ use tributary_sdk::{ControlMessage, Emitter};
 use crate::config::Config;
 use crate::error::{oauth_error, Error, Result};
 
-/// Refresh this long before the access token expires.
-const EARLY_REFRESH: Duration = Duration::from_secs(300);
+/// The longest early-refresh margin.
+const MAX_EARLY_REFRESH: Duration = Duration::from_secs(300);
+
+/// How long before expiry a token of this lifetime is renewed: a tenth of it, at most
+/// [`MAX_EARLY_REFRESH`].
+pub fn early_refresh(lifetime: chrono::Duration) -> chrono::Duration {
+    let cap = chrono::Duration::from_std(MAX_EARLY_REFRESH).unwrap_or_default();
+    (lifetime / 10).clamp(chrono::Duration::zero(), cap)
+}
 
 #[derive(Debug, Default)]
 struct State {
     access: Option<String>,
     expires_at: Option<DateTime<Utc>>,
+    /// Renew this long before `expires_at`.
+    margin: chrono::Duration,
     refresh: String,
     /// Bumped on every refresh; a 401 for generation `g` refreshes only if no one else
     /// already did since `g` (single flight).
@@ -41,6 +57,9 @@ pub struct Tokens {
     realm: String,
     out: Emitter,
     backoff: Backoff,
+    /// The newest generation that authorized at least one request: a later 401 for it
+    /// means it expired, not that the server refuses our tokens.
+    confirmed: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +77,9 @@ impl Tokens {
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
+        // A stored token's lifetime is unknown; what is left of it stands in for it.
+        let margin =
+            expires_at.map_or_else(chrono::Duration::zero, |e| early_refresh(e - Utc::now()));
         Tokens {
             state: Mutex::new(State {
                 access: config
@@ -67,6 +89,7 @@ impl Tokens {
                     .filter(|s| !s.is_empty()),
                 // Without a known expiry, trust the token until a 401 says otherwise.
                 expires_at,
+                margin,
                 refresh: config.refresh_token.expose().to_string(),
                 generation: 0,
                 dead: false,
@@ -78,7 +101,18 @@ impl Tokens {
             realm: config.realm_id.clone(),
             out,
             backoff,
+            confirmed: AtomicU64::new(0),
         }
+    }
+
+    /// Records that the token of `generation` authorized a request.
+    pub fn confirm(&self, generation: u64) {
+        self.confirmed.fetch_max(generation, Ordering::Relaxed);
+    }
+
+    /// Whether the token of `generation` ever authorized a request.
+    pub fn was_confirmed(&self, generation: u64) -> bool {
+        self.confirmed.load(Ordering::Relaxed) >= generation
     }
 
     /// A usable access token and its generation, refreshing first if it is missing or
@@ -86,9 +120,7 @@ impl Tokens {
     pub async fn access(&self) -> Result<(String, u64)> {
         let mut st = self.state.lock().await;
         let fresh = match (&st.access, st.expires_at) {
-            (Some(_), Some(exp)) => {
-                exp - chrono::Duration::from_std(EARLY_REFRESH).unwrap_or_default() > Utc::now()
-            }
+            (Some(_), Some(exp)) => exp - st.margin > Utc::now(),
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -129,6 +161,8 @@ impl Tokens {
             });
         }
         let mut attempt = 1;
+        // The lifetime counts from the request, not the answer: never trust it longer.
+        let asked_at = Utc::now();
         let response = loop {
             match self.call_token_endpoint(&st.refresh).await {
                 Ok(r) => break r,
@@ -156,8 +190,8 @@ impl Tokens {
             }
         };
         let refresh = response.refresh_token.unwrap_or_else(|| st.refresh.clone());
-        let expires_at =
-            Utc::now() + chrono::Duration::seconds(response.expires_in.unwrap_or(3600) as i64);
+        let lifetime = chrono::Duration::seconds(response.expires_in.unwrap_or(3600) as i64);
+        let expires_at = asked_at + lifetime;
         let rotated = refresh != st.refresh;
         // Persist first, use after: the old refresh token may already be dead.
         let mut values = BTreeMap::new();
@@ -173,8 +207,9 @@ impl Tokens {
         st.refresh = refresh;
         st.access = Some(response.access_token);
         st.expires_at = Some(expires_at);
+        st.margin = early_refresh(lifetime);
         st.generation += 1;
-        tracing::info!(realm = %self.realm, rotated, generation = st.generation, "refreshed the access token; new credentials persisted");
+        tracing::info!(realm = %self.realm, rotated, generation = st.generation, lifetime_secs = lifetime.num_seconds(), renew_before_secs = st.margin.num_seconds(), "refreshed the access token; new credentials persisted");
         Ok(())
     }
 
@@ -244,5 +279,19 @@ pub fn transport_message(e: &reqwest::Error) -> String {
         what.to_string()
     } else {
         format!("{what}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_early_refresh_margin_is_a_tenth_of_the_lifetime_capped() {
+        let s = chrono::Duration::seconds;
+        assert_eq!(early_refresh(s(20)), s(2));
+        assert_eq!(early_refresh(s(3600)), s(300));
+        assert_eq!(early_refresh(s(600)), s(60));
+        assert_eq!(early_refresh(s(-5)), s(0));
     }
 }

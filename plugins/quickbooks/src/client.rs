@@ -1,8 +1,15 @@
 //! The HTTP client: budget, bearer token, retries and the fault classification of
 //! [`crate::error::classify`], in one loop every request goes through.
+//!
+//! It also keeps the server's clock: every envelope `time` it is shown moves its estimate
+//! of the offset between our clock and QuickBooks', so horizons (CDC's 30 days) are judged
+//! by the server's time, not ours.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, Utc};
 
 use tributary_sdk::toolkit::Backoff;
 use tributary_sdk::{Emitter, ErrorKind};
@@ -26,6 +33,16 @@ pub struct Client {
     retry_after_default: Duration,
     max_throttle_retries: u32,
     backoff: Backoff,
+    /// Server clock minus ours, in milliseconds; [`UNKNOWN_OFFSET`] until a response told.
+    server_offset_ms: AtomicI64,
+}
+
+const UNKNOWN_OFFSET: i64 = i64::MIN;
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.budget.leave();
+    }
 }
 
 /// Builds the reqwest client with the configured timeouts.
@@ -75,16 +92,40 @@ impl Client {
             per_second: config.requests_per_second,
             concurrency: config.max_concurrency,
         };
+        let budget = Budget::shared(&format!("{}|{}", config.base_url, config.realm_id), limits);
+        budget.join();
         Ok(Client {
             tokens: Tokens::new(config, http.clone(), out, backoff.clone()),
-            budget: Budget::shared(&format!("{}|{}", config.base_url, config.realm_id), limits),
+            budget,
             http,
             company_url: config.company_url(),
             minor_version: config.minor_version.to_string(),
             retry_after_default: Duration::from_secs(config.retry_after_default_secs),
             max_throttle_retries: config.max_throttle_retries,
             backoff,
+            server_offset_ms: AtomicI64::new(UNKNOWN_OFFSET),
         })
+    }
+
+    /// Learns the server's clock from an envelope `time` received just now.
+    pub fn observe_server_time(&self, time: Option<DateTime<FixedOffset>>) {
+        if let Some(t) = time {
+            let offset = (t.with_timezone(&Utc) - Utc::now()).num_milliseconds();
+            self.server_offset_ms.store(offset, Ordering::Relaxed);
+        }
+    }
+
+    /// The server's time now, as far as responses told; our clock until one did.
+    pub fn server_now(&self) -> DateTime<Utc> {
+        match self.server_offset_ms.load(Ordering::Relaxed) {
+            UNKNOWN_OFFSET => Utc::now(),
+            ms => Utc::now() + chrono::Duration::milliseconds(ms),
+        }
+    }
+
+    /// Throttle faults this client's (shared) budget has seen.
+    pub fn throttles(&self) -> u64 {
+        self.budget.throttles()
     }
 
     /// Requests sent through this client's (shared) budget so far.
@@ -98,10 +139,17 @@ impl Client {
         let url = format!("{}/{}", self.company_url, path);
         let mut attempt = 1u32;
         let mut throttles = 0u32;
-        let mut refreshed = false;
-        let (mut token, mut generation) = self.tokens.access().await?;
+        let mut refreshes = 0u32;
+        // After a rejection, the token to retry with (and its generation).
+        let mut retry_with: Option<(String, u64)> = None;
         loop {
             let permit = self.budget.acquire().await;
+            // The token is taken after the budget's wait, which can be long: a token
+            // fetched before it could expire in the queue.
+            let (token, generation) = match retry_with.take() {
+                Some(t) => t,
+                None => self.tokens.access().await?,
+            };
             let started = std::time::Instant::now();
             let sent = self
                 .http
@@ -131,10 +179,13 @@ impl Client {
                         .map(|body| (status, tid, retry_after, body))
                 }
             };
-            drop(permit);
+            // The permit is kept until the answer is classified: after a throttle the
+            // budget lets one probe go, and must hear about it before the next one.
+            let ticket = permit.ticket;
             let (status, tid, retry_after, body) = match outcome {
                 Ok(v) => v,
                 Err(message) => {
+                    drop(permit);
                     if attempt >= self.backoff.max_attempts {
                         return Err(Error::Transport {
                             what: what.to_string(),
@@ -167,9 +218,12 @@ impl Client {
                 "quickbooks response"
             );
             if success && fault.is_none() {
+                self.tokens.confirm(generation);
+                self.budget.answered(&ticket);
                 return Ok(body);
             }
             let fault = fault.unwrap_or_default();
+            self.observe_server_time(fault.time);
             let fail = |kind: ErrorKind| Error::Fault {
                 what: what.to_string(),
                 status,
@@ -186,7 +240,24 @@ impl Client {
                     .unwrap_or_default(),
                 kind,
             };
-            match classify(status, fault.code.as_deref(), fault.throttle) {
+            let action = classify(status, fault.code.as_deref(), fault.throttle);
+            if action != Action::RefreshAndRetry {
+                // Anything but an authentication failure means the token was accepted.
+                self.tokens.confirm(generation);
+            }
+            let wait = retry_after
+                .map(Duration::from_secs)
+                .unwrap_or(self.retry_after_default);
+            // Every request of the realm waits after a throttle (the budget pauses), and
+            // the budget may learn a lower rate from it.
+            let lowered = if action == Action::WaitAndRetry {
+                self.budget.throttled(&ticket, wait)
+            } else {
+                self.budget.answered(&ticket);
+                None
+            };
+            drop(permit);
+            match action {
                 Action::WaitAndRetry => {
                     throttles += 1;
                     if throttles > self.max_throttle_retries {
@@ -195,27 +266,34 @@ impl Client {
                             attempts: throttles,
                         });
                     }
-                    let wait = retry_after
-                        .map(Duration::from_secs)
-                        .unwrap_or(self.retry_after_default);
-                    tracing::warn!(
-                        request = what,
-                        status,
-                        wait_ms = wait.as_millis() as u64,
-                        "throttled by quickbooks (3001); waiting"
-                    );
-                    tokio::time::sleep(wait).await;
+                    match lowered {
+                        Some(limits) => tracing::warn!(
+                            request = what,
+                            status,
+                            wait_ms = wait.as_millis() as u64,
+                            "throttled by quickbooks (3001); waiting, and lowering the client-side budget for the rest of the run to {limits}"
+                        ),
+                        None => tracing::warn!(
+                            request = what,
+                            status,
+                            wait_ms = wait.as_millis() as u64,
+                            "throttled by quickbooks (3001); waiting"
+                        ),
+                    }
                 }
-                Action::RefreshAndRetry if !refreshed => {
-                    refreshed = true;
-                    tracing::info!(
-                        request = what,
-                        status,
-                        "access token rejected; refreshing once"
-                    );
-                    (token, generation) = self.tokens.after_rejection(generation).await?;
+                Action::RefreshAndRetry => {
+                    // A token that worked before has simply expired (say during a long
+                    // throttle wait): refresh and go on, as long as the refresh token is
+                    // valid. A token this request just got by refreshing, refused before
+                    // it ever worked, means the server does not take our tokens.
+                    let fresh_and_refused = refreshes > 0 && !self.tokens.was_confirmed(generation);
+                    if fresh_and_refused || refreshes >= self.backoff.max_attempts {
+                        return Err(fail(ErrorKind::Auth));
+                    }
+                    refreshes += 1;
+                    tracing::info!(request = what, status, "access token rejected; refreshing");
+                    retry_with = Some(self.tokens.after_rejection(generation).await?);
                 }
-                Action::RefreshAndRetry => return Err(fail(ErrorKind::Auth)),
                 Action::Backoff => {
                     if attempt >= self.backoff.max_attempts {
                         return Err(fail(ErrorKind::Transient));

@@ -130,6 +130,12 @@ pub struct Config {
     /// pick up edits to recent transactions.
     #[serde(default = "default_report_lookback_days")]
     pub report_lookback_days: u32,
+    /// Seconds subtracted from the server's time at the start of a complete read to get
+    /// the next CDC `changedSince`: changes committed while the read was starting (or
+    /// stamped by a server clock a little behind) are asked for again. Re-reading costs
+    /// nothing but duplicates the exact position removes.
+    #[serde(default = "default_cdc_margin_secs")]
+    pub cdc_margin_secs: u64,
 }
 
 /// Production API host.
@@ -191,6 +197,9 @@ const fn default_report_chunk_days() -> u32 {
 const fn default_report_lookback_days() -> u32 {
     30
 }
+const fn default_cdc_margin_secs() -> u64 {
+    300
+}
 
 impl Config {
     /// Parses and validates the config JSON; every problem is reported at once.
@@ -232,6 +241,12 @@ impl Config {
         if self.report_chunk_days == 0 {
             problems.push("report_chunk_days must be at least 1".to_string());
         }
+        if self.cdc_margin_secs > 86_400 {
+            problems.push(format!(
+                "cdc_margin_secs must be at most 86400 (a day), not {}",
+                self.cdc_margin_secs
+            ));
+        }
         if self.budget_window_secs == 0 {
             problems.push("budget_window_secs must be at least 1".to_string());
         }
@@ -243,6 +258,11 @@ impl Config {
                 problems.join("; ")
             )))
         }
+    }
+
+    /// The CDC safety margin.
+    pub fn cdc_margin(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.cdc_margin_secs.min(86_400) as i64)
     }
 
     /// Per-request timeout.
@@ -294,7 +314,8 @@ pub fn spec() -> serde_json::Value {
             "window_field": {"type": "string", "enum": ["txn_date", "last_updated_time"], "default": "txn_date"},
             "start_date": {"type": "string", "format": "date"},
             "report_chunk_days": {"type": "integer", "minimum": 1, "default": 30},
-            "report_lookback_days": {"type": "integer", "minimum": 0, "default": 30}
+            "report_lookback_days": {"type": "integer", "minimum": 0, "default": 30},
+            "cdc_margin_secs": {"type": "integer", "minimum": 0, "maximum": 86400, "default": 300}
         }
     })
 }

@@ -105,6 +105,12 @@ impl Error {
         }
     }
 
+    /// QuickBooks answered HTTP 400: it refuses the request as asked (for CDC, a
+    /// `changedSince` it will not serve), as opposed to failing to answer it.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(self, Error::Fault { status: 400, .. })
+    }
+
     /// Errors after which no other stream can succeed either (credentials, host gone).
     pub fn is_fatal(&self) -> bool {
         matches!(
@@ -189,6 +195,8 @@ pub struct Fault {
     pub message: String,
     /// The body said `ThrottleExceeded`.
     pub throttle: bool,
+    /// The envelope `time` (server clock), when the body carried one.
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 fn get_ci<'a>(v: &'a Value, upper: &str, lower: &str) -> Option<&'a Value> {
@@ -224,8 +232,14 @@ pub fn parse_fault(body: &[u8]) -> Option<Fault> {
         if code.is_none() && !trimmed.contains("Fault") {
             return None;
         }
+        let time = trimmed
+            .split("time=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(crate::parse::parse_time);
         return Some(Fault {
             throttle: trimmed.contains("ThrottleExceeded"),
+            time,
             code,
             fault_type,
             message: format!("{} {}", tag("Message"), tag("Detail"))
@@ -257,6 +271,7 @@ pub fn parse_fault(body: &[u8]) -> Option<Fault> {
     .to_string();
     Some(Fault {
         throttle: message.contains("ThrottleExceeded"),
+        time: v.get("time").and_then(crate::parse::envelope_time),
         code,
         fault_type: fault
             .get("type")
@@ -285,6 +300,7 @@ mod tests {
     fn parses_every_fault_shape() {
         let f = parse_fault(LOWER_401.as_bytes()).expect("lower-case envelope");
         assert_eq!(f.code.as_deref(), Some("3200"));
+        assert_eq!(f.time.map(|t| t.timestamp_millis()), Some(1533811101733));
         assert_eq!(
             classify(401, f.code.as_deref(), f.throttle),
             Action::RefreshAndRetry
@@ -296,7 +312,15 @@ mod tests {
             classify(403, f.code.as_deref(), f.throttle),
             Action::WaitAndRetry
         );
+        assert_eq!(
+            f.time,
+            crate::parse::parse_time("2017-07-30T22:45:22.933-07:00")
+        );
         let f = parse_fault(TEMPLATE_400.as_bytes()).expect("upper-case envelope");
+        assert_eq!(
+            f.time,
+            crate::parse::parse_time("2017-09-29T09:17:31.892-07:00")
+        );
         assert_eq!(
             classify(400, f.code.as_deref(), f.throttle),
             Action::Fail(ErrorKind::System)

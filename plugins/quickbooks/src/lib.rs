@@ -4,12 +4,15 @@
 //!
 //! - [`config::Config`]: the manifest's `config` table (secrets redacted from `Debug`).
 //! - [`client::Client`]: every request goes through one loop: the per-realm
-//!   [`budget::Budget`] (500/min, 10/s, 10 in flight by default), the bearer token from
-//!   [`auth::Tokens`] (single-flight refresh; rotated refresh tokens are persisted through
-//!   the host before use), and the classification table [`error::classify`].
-//! - [`streams`]: twelve entity streams (query API with exact seek paging, or CDC when
-//!   the saved position is inside the 30-day window), `transaction_list` (report, date
-//!   chunks) and `deleted_objects` (CDC deletions).
+//!   [`budget::Budget`] (500/min, 10/s, 10 in flight by default, lowered for the rest of
+//!   the run when the server throttles), the bearer token from [`auth::Tokens`]
+//!   (single-flight refresh a tenth of its lifetime early; rotated refresh tokens are
+//!   persisted through the host before use), and the classification table
+//!   [`error::classify`].
+//! - [`streams`]: twelve entity streams (CDC from the last complete read while it is
+//!   inside the 30-day horizon; otherwise a reconciliation pass, one seek scan inside a
+//!   snapshot, that also proves deletions), `transaction_list` (report, date chunks) and
+//!   `deleted_objects` (CDC deletions).
 //! - [`parse`]: envelopes are read without re-serializing objects; records carry the
 //!   object JSON exactly as QuickBooks sent it.
 //!
@@ -130,7 +133,11 @@ impl Connector for QuickBooks {
                 }
             }
         }
-        tracing::info!(requests = ctx.client.requests_sent(), "read finished");
+        tracing::info!(
+            requests = ctx.client.requests_sent(),
+            throttles = ctx.client.throttles(),
+            "read finished"
+        );
         summarize(failures)
     }
 }

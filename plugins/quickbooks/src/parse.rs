@@ -119,10 +119,33 @@ fn row(raw: &RawValue, honour_status: bool) -> Result<Row<'_>, String> {
     })
 }
 
-/// Deserializes `{"QueryResponse": {"<entity>": [..], ...}, ...}` in one pass, keeping
-/// each object of the entity array as raw text and skipping everything else.
+/// The envelope `time`: company-local RFC 3339 with milliseconds on data responses, epoch
+/// milliseconds (a JSON number) on the lower-case authentication envelope.
+pub fn envelope_time(v: &Value) -> Option<DateTime<FixedOffset>> {
+    match v {
+        Value::String(s) => parse_time(s),
+        Value::Number(n) => {
+            let ms = n.as_i64()?;
+            let utc = FixedOffset::east_opt(0)?;
+            DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&utc))
+        }
+        _ => None,
+    }
+}
+
+/// Deserializes `{"QueryResponse": {"<entity>": [..], ...}, "time": ..}` in one pass,
+/// keeping each object of the entity array as raw text and skipping everything else.
 struct PageSeed<'e> {
     entity: &'e str,
+}
+
+/// One query page: its objects, not yet looked into, and the server's `time`.
+#[derive(Debug)]
+pub struct QueryPage<'a> {
+    /// The objects of the entity array, byte-for-byte.
+    pub objects: Vec<&'a RawValue>,
+    /// The envelope `time` (server clock), when present and readable.
+    pub time: Option<DateTime<FixedOffset>>,
 }
 
 struct ResponseSeed<'e> {
@@ -130,29 +153,32 @@ struct ResponseSeed<'e> {
 }
 
 impl<'de, 'e> de::DeserializeSeed<'de> for PageSeed<'e> {
-    type Value = Option<Vec<&'de RawValue>>;
+    type Value = (Option<Vec<&'de RawValue>>, Option<DateTime<FixedOffset>>);
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de, 'e> de::Visitor<'de> for PageSeed<'e> {
-    type Value = Option<Vec<&'de RawValue>>;
+    type Value = (Option<Vec<&'de RawValue>>, Option<DateTime<FixedOffset>>);
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a query response envelope")
     }
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
+        let mut time = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "QueryResponse" {
                 found = Some(map.next_value_seed(ResponseSeed {
                     entity: self.entity,
                 })?);
+            } else if key == "time" {
+                time = envelope_time(&map.next_value::<Value>()?);
             } else {
                 map.next_value::<de::IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok((found, time))
     }
 }
 
@@ -181,14 +207,15 @@ impl<'de, 'e> de::Visitor<'de> for ResponseSeed<'e> {
     }
 }
 
-/// The objects of a query page as raw JSON, not yet looked into.
-pub fn query_page_raw<'a>(body: &'a [u8], entity: &str) -> Result<Vec<&'a RawValue>, String> {
+/// The objects of a query page as raw JSON, not yet looked into, with the server time.
+pub fn query_page_raw<'a>(body: &'a [u8], entity: &str) -> Result<QueryPage<'a>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let items = de::DeserializeSeed::deserialize(PageSeed { entity }, &mut de)
+    let (items, time) = de::DeserializeSeed::deserialize(PageSeed { entity }, &mut de)
         .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
-    items.ok_or_else(|| "no QueryResponse in body".to_string())
+    let objects = items.ok_or_else(|| "no QueryResponse in body".to_string())?;
+    Ok(QueryPage { objects, time })
 }
 
 /// Reads the fields the connector needs from one query object.
@@ -198,15 +225,11 @@ pub fn query_row(raw: &RawValue) -> Result<Row<'_>, String> {
 
 /// The objects of a query page for `entity`; an empty page is `{"QueryResponse":{}}`.
 pub fn query_page<'a>(body: &'a [u8], entity: &str) -> Result<Vec<Row<'a>>, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let items = de::DeserializeSeed::deserialize(PageSeed { entity }, &mut de)
-        .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    let Some(items) = items else {
-        return Err("no QueryResponse in body".to_string());
-    };
-    items.into_iter().map(|r| row(r, false)).collect()
+    query_page_raw(body, entity)?
+        .objects
+        .into_iter()
+        .map(|r| row(r, false))
+        .collect()
 }
 
 /// `totalCount` of a `COUNT(*)` query.
@@ -221,6 +244,17 @@ pub fn total_count(body: &[u8]) -> Result<u64, String> {
 struct CdcEnvelope<'a> {
     #[serde(rename = "CDCResponse", borrow)]
     cdc: Option<Vec<CdcItem<'a>>>,
+    #[serde(default)]
+    time: Option<Value>,
+}
+
+/// One CDC response: every object with its entity name, and the server time.
+#[derive(Debug)]
+pub struct CdcPage<'a> {
+    /// `(entity, row)` for every object of every block.
+    pub rows: Vec<(String, Row<'a>)>,
+    /// The envelope `time` (server clock), when present and readable.
+    pub time: Option<DateTime<FixedOffset>>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +266,11 @@ struct CdcItem<'a> {
 /// Every object of a CDC response, with its entity name: `(entity, row)`. Blocks keys
 /// other than arrays (`startPosition`, `maxResults`, `totalCount`) are skipped.
 pub fn cdc_rows(body: &[u8]) -> Result<Vec<(String, Row<'_>)>, String> {
+    cdc_page(body).map(|p| p.rows)
+}
+
+/// [`cdc_rows`] plus the envelope `time`.
+pub fn cdc_page(body: &[u8]) -> Result<CdcPage<'_>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let env: CdcEnvelope<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let Some(items) = env.cdc else {
@@ -252,7 +291,10 @@ pub fn cdc_rows(body: &[u8]) -> Result<Vec<(String, Row<'_>)>, String> {
             }
         }
     }
-    Ok(out)
+    Ok(CdcPage {
+        rows: out,
+        time: env.time.as_ref().and_then(envelope_time),
+    })
 }
 
 /// One data row of a report, as a JSON object keyed by column.
@@ -390,11 +432,55 @@ mod tests {
     }
 
     #[test]
-    fn time_forms() {
-        let a = parse_time("2023-02-18T13:16:17-08:00").expect("rfc3339");
-        let b = parse_time("2023-02-18T13:16:17-0800").expect("no colon");
-        assert_eq!(a, b);
-        assert!(parse_time("2013-08-06T03:04:31.099-07:00").is_some());
-        assert!(parse_time("2016-01-01T00:00:00").is_some());
+    fn time_forms_name_one_instant_and_order_it() {
+        // The same instant in the forms QuickBooks writes (MetaData, filters, envelope).
+        let want = DateTime::parse_from_rfc3339("2023-02-18T21:16:17Z").expect("utc");
+        for form in [
+            "2023-02-18T13:16:17-08:00",
+            "2023-02-18T13:16:17-0800",
+            " 2023-02-18T13:16:17.000-08:00 ",
+            "2023-02-18T21:16:17",
+        ] {
+            assert_eq!(parse_time(form), Some(want), "{form}");
+        }
+        assert_eq!(
+            parse_time("2023-02-18"),
+            DateTime::parse_from_rfc3339("2023-02-18T00:00:00Z").ok(),
+            "a bare date is midnight UTC"
+        );
+        // Fractional seconds order within the second, not beside it.
+        let a = parse_time("2013-08-06T03:04:31.099-07:00").expect("millis");
+        let b = parse_time("2013-08-06T03:04:31-07:00").expect("whole");
+        assert!(b < a && a - b == chrono::Duration::milliseconds(99));
+        for bad in ["", "yesterday", "2023-13-01", "1533811101733"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        // Query literals round-trip: what format_time writes, parse_time reads back.
+        let t = Utc::now();
+        let round = parse_time(&format_time(&t)).expect("round trip");
+        assert_eq!(round.timestamp(), t.timestamp());
+        // The envelope time: a string on data responses, epoch ms on the 401 envelope.
+        assert_eq!(
+            envelope_time(&serde_json::json!(1533811101733i64)).map(|t| t.timestamp_millis()),
+            Some(1533811101733)
+        );
+        assert_eq!(
+            envelope_time(&serde_json::json!("2013-08-06T03:04:31.099-07:00")),
+            Some(a)
+        );
+    }
+
+    #[test]
+    fn pages_carry_the_server_time() {
+        let body = br#"{"QueryResponse":{"Invoice":[{"Id":"1","MetaData":{"LastUpdatedTime":"2024-01-01T00:00:00-08:00"}}],"startPosition":1,"maxResults":1},"time":"2024-05-01T10:00:00.250-07:00"}"#;
+        let page = query_page_raw(body, "Invoice").expect("page");
+        assert_eq!(page.objects.len(), 1);
+        assert_eq!(page.time, parse_time("2024-05-01T17:00:00.250Z"));
+        let cdc = cdc_page(
+            br#"{"CDCResponse":[{"QueryResponse":[{}]}],"time":"2024-05-01T10:00:00-07:00"}"#,
+        )
+        .expect("cdc");
+        assert!(cdc.rows.is_empty());
+        assert_eq!(cdc.time, parse_time("2024-05-01T17:00:00Z"));
     }
 }

@@ -220,12 +220,16 @@ fn full_sync_has_exact_counts_and_untouched_objects() {
         "inactive customers are read"
     );
     for (stream, _) in ENTITY_STREAMS {
+        let state = c.state.get(*stream).expect("state");
+        assert!(state["last_updated"].is_string(), "{stream} has a position");
         assert!(
-            c.state
-                .get(*stream)
-                .is_some_and(|s| s["last_updated"].is_string()),
-            "{stream} has a position"
+            state["complete_at"].is_string(),
+            "{stream} records its complete read"
         );
+        // A first sync is the reconciliation pass: one complete Source snapshot whose
+        // listing is the records themselves (no key sent separately).
+        assert!(c.snapshot_completed(stream), "{stream}");
+        assert!(c.keys.get(*stream).is_none_or(Vec::is_empty), "{stream}");
     }
 }
 
@@ -313,8 +317,8 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
         ..Counts::invoices_only(0)
     });
     let mut cfg = config(&emu, json!({"page_size": 200}));
-    // Old enough for the query API: 2,600 objects in one second.
-    let old = Utc::now() - chrono::Duration::days(60);
+    // 2,600 objects in one second, read by the query API (a first sync reconciles).
+    let old = emu.now() - chrono::Duration::days(60);
     emu.set_timestamps(Some("Invoice"), old);
     let (r1, c1) = read(&request(
         &cfg,
@@ -328,8 +332,11 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
     assert_unique(&c1, "invoices");
 
     // New objects written in that same second must not be missed (a `>` cursor would).
+    // Forty quiet days later CDC cannot answer, so this is the query path again: the
+    // reconciliation lists the 2,600 as keys and emits only the late ones.
     let late = emu.create("Invoice", 3);
     emu.set_timestamps(Some("Invoice"), old);
+    emu.advance_clock(chrono::Duration::days(40));
     let (r2, c2) = read(&request(
         &cfg,
         &["invoices"],
@@ -344,9 +351,11 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
         late.iter().cloned().collect(),
         "exactly the late objects"
     );
+    assert_eq!(c2.keys["invoices"].len(), 2600);
+    assert!(c2.snapshot_completed("invoices"));
 
     // The same inside the CDC window, where one second holds more than the 1,000 cap.
-    let recent = Utc::now() - chrono::Duration::hours(2);
+    let recent = emu.now();
     emu.set_timestamps(Some("Invoice"), recent);
     let (r3, c3) = read(&request(
         &cfg,
@@ -356,6 +365,7 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
     ));
     r3.expect("third run");
     rotate(&mut cfg, &c3);
+    assert!(c3.logs.iter().any(|l| l.contains("through CDC")));
     assert_eq!(
         pks(&c3, "invoices").len(),
         2603,
@@ -390,8 +400,10 @@ fn cdc_window_over_the_cap_is_split_not_truncated() {
     ));
     r1.expect("first run");
     rotate(&mut cfg, &c1);
+    // Changes of the next hour (server time), seven to a second: 2,500 of them.
+    emu.advance_clock(chrono::Duration::hours(1));
     let created = emu.create("Invoice", 2500);
-    let base = Utc::now() - chrono::Duration::hours(6);
+    let base = emu.now() - chrono::Duration::minutes(30);
     for (i, id) in created.iter().enumerate() {
         assert!(emu.set_timestamp(
             "Invoice",
@@ -546,11 +558,17 @@ fn invalid_grant_is_a_clear_config_error_and_loses_nothing() {
 fn throttling_stays_under_the_budget_with_production_limits() {
     let emu = emulator(Counts::default());
     emu.set_limits(Limits::production());
-    // The connector's default budget matches the production limits.
-    let cfg = config(
-        &emu,
-        json!({"page_size": 8, "requests_per_minute": 500, "requests_per_second": 10, "max_concurrency": 10}),
-    );
+    // The connector's own defaults (500/min, 10/s, 10 in flight): no budget key is set.
+    // The run is a few seconds long, so it is the per-second limit that binds; the
+    // minute window's learning is tested with scaled windows end to end.
+    let mut cfg = config(&emu, json!({"page_size": 5}));
+    for key in [
+        "requests_per_minute",
+        "requests_per_second",
+        "max_concurrency",
+    ] {
+        cfg.as_object_mut().expect("object").remove(key);
+    }
     let streams = ["invoices", "payments", "customers", "purchases", "bills"];
     let (r, c) = read(&request(
         &cfg,
@@ -561,10 +579,25 @@ fn throttling_stays_under_the_budget_with_production_limits() {
     r.expect("sync");
     let stats = emu.stats();
     assert_eq!(stats.throttled, 0, "no 429 under the budget");
-    assert!(stats.requests > 20);
+    assert!(
+        stats.requests > 40,
+        "several seconds at the budget: {}",
+        stats.requests
+    );
+    let busiest = stats.max_in_window(Duration::from_secs(1));
+    assert!(
+        (9..=10).contains(&busiest),
+        "the per-second budget binds and holds: {busiest} in one second"
+    );
     assert!(stats.max_in_flight <= 10);
-    for s in streams {
-        assert!(!pks(&c, s).is_empty());
+    for (s, e) in [
+        ("invoices", "Invoice"),
+        ("payments", "Payment"),
+        ("customers", "Customer"),
+        ("purchases", "Purchase"),
+        ("bills", "Bill"),
+    ] {
+        assert_eq!(pks(&c, s).len(), emu.count(e), "{s}");
     }
 }
 
@@ -582,7 +615,7 @@ fn a_tighter_server_limit_still_completes() {
     emu.inject(FaultSpec::next(FaultKind::ThrottleJson403, 1).skip(2));
     let cfg = config(
         &emu,
-        json!({"page_size": 30, "requests_per_second": 10, "max_concurrency": 10, "max_throttle_retries": 30}),
+        json!({"page_size": 10, "requests_per_second": 10, "max_concurrency": 10, "max_throttle_retries": 30}),
     );
     let streams = ["invoices", "payments", "customers", "vendors"];
     let (r, c) = read(&request(
@@ -592,7 +625,23 @@ fn a_tighter_server_limit_still_completes() {
         &BTreeMap::new(),
     ));
     r.expect("sync completes despite throttling");
-    assert!(emu.stats().throttled > 0, "the emulator did throttle");
+    let stats = emu.stats();
+    let throttles = stats
+        .served
+        .iter()
+        .filter(|s| s.status == 429 || s.status == 403)
+        .count() as u64;
+    assert!(
+        throttles >= 2,
+        "the emulator did throttle (injected and limits)"
+    );
+    // The budget learns the tighter limits: a handful of faults, not one per request.
+    assert!(
+        throttles * 5 < stats.requests,
+        "{throttles} throttles ({} by the limits) in {} requests",
+        stats.throttled,
+        stats.requests
+    );
     for (s, e) in [
         ("invoices", "Invoice"),
         ("payments", "Payment"),
@@ -629,6 +678,25 @@ fn server_errors_and_timeouts_are_retried() {
         c.logs.iter().any(|l| l.contains("timed out")),
         "the slow response timed out"
     );
+    // Each fault fired as many times as injected, and every request it hit was answered
+    // later: it was retried, not skipped.
+    let stats = emu.stats();
+    for (kind, times) in [
+        (FaultKind::Status(503), 2),
+        (FaultKind::Status(500), 1),
+        (FaultKind::Slow(Duration::from_secs(3)), 1),
+    ] {
+        let hit = stats.injected(&kind);
+        assert_eq!(hit.len(), times, "{kind:?}");
+        for request in hit {
+            assert!(
+                stats.succeeded(request) >= 1,
+                "{kind:?} on {request} was not retried"
+            );
+        }
+    }
+    assert!(stats.injected(&FaultKind::Status(500))[0].contains("FROM Customer"));
+    assert!(stats.injected(&FaultKind::Slow(Duration::from_secs(3)))[0].contains("FROM Invoice"));
 }
 
 #[test]
@@ -648,11 +716,41 @@ fn malformed_json_is_a_data_error_naming_stream_and_position() {
     ));
     let e = r.expect_err("malformed");
     assert_eq!(e.kind, ErrorKind::Data);
+    // The bad page is the second: it starts at the second of the 25th invoice (page
+    // size 25) in LastUpdatedTime order, and the message names exactly that.
+    let mut invoices: Vec<Value> = emu
+        .ids("Invoice")
+        .iter()
+        .map(|id| emu.object("Invoice", id).expect("invoice"))
+        .collect();
+    invoices.sort_by_key(|v| {
+        (
+            chrono::DateTime::parse_from_rfc3339(
+                v["MetaData"]["LastUpdatedTime"].as_str().expect("time"),
+            )
+            .expect("rfc3339"),
+            v["Id"]
+                .as_str()
+                .expect("id")
+                .parse::<u64>()
+                .expect("numeric"),
+        )
+    });
+    let at = invoices[24]["MetaData"]["LastUpdatedTime"]
+        .as_str()
+        .expect("time")
+        .to_string();
+    let position = format!("query invoices at STARTPOSITION 1 with LastUpdatedTime >= {at}");
     assert!(
-        e.message.contains("invoices") && e.message.contains("STARTPOSITION"),
-        "{}",
+        e.message
+            .contains(&format!("stream invoices at {position}:")),
+        "{} (expected the position {position})",
         e.message
     );
+    let hit = emu.stats();
+    let hit = hit.injected(&FaultKind::MalformedJson);
+    assert_eq!(hit.len(), 1, "one page was malformed: {hit:?}");
+    assert!(hit[0].contains(&format!("'{at}'")), "{}", hit[0]);
     match c.status.get("invoices") {
         Some(StreamStatus::Incomplete { error }) => assert_eq!(error.kind, ErrorKind::Data),
         other => panic!("invoices status {other:?}"),
@@ -750,26 +848,140 @@ fn limit_window_and_client_filter() {
     let (r3, c3) = read(&req);
     r3.expect("client run");
     rotate(&mut cfg, &c3);
-    assert!(!c3.records["invoices"].is_empty());
-    for r in &c3.records["invoices"] {
-        let v: Value = serde_json::from_str(&r.data).expect("json");
-        assert_eq!(v["CustomerRef"]["value"], json!(customer));
-    }
+    // Every matching row came back, and nothing else.
+    let of_customer = |entity: &str| -> BTreeSet<String> {
+        emu.ids(entity)
+            .into_iter()
+            .filter(|id| {
+                emu.object(entity, id).expect("object")["CustomerRef"]["value"] == json!(customer)
+            })
+            .collect()
+    };
+    let want = of_customer("Invoice");
+    assert!(!want.is_empty());
+    assert_eq!(
+        pks(&c3, "invoices").into_iter().collect::<BTreeSet<_>>(),
+        want
+    );
     assert_eq!(pks(&c3, "customers"), vec![customer.clone()]);
-    assert!(c3.records["transaction_list"]
+    let want_report: BTreeSet<String> = TRANSACTIONS.iter().flat_map(|e| of_customer(e)).collect();
+    let got_report: BTreeSet<String> = c3.records["transaction_list"]
         .iter()
-        .all(|r| r.data.contains(&format!("\"name_id\":\"{customer}\""))));
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r.data).expect("json");
+            assert_eq!(v["name_id"], json!(customer));
+            v["txn_type_id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    assert_eq!(got_report, want_report);
+    assert!(
+        !c3.snapshots.contains_key("invoices"),
+        "no reconciliation under a client filter"
+    );
 
-    // A TxnDate window.
+    // A TxnDate window: exactly the invoices dated inside it.
     let mut req = request(&cfg, &["invoices"], SyncMode::FullRefresh, &BTreeMap::new());
     let start = Utc::now() - chrono::Duration::days(60);
     req.window.start = Some(start);
     let (r4, c4) = read(&req);
     r4.expect("window run");
     let from = start.date_naive().format("%Y-%m-%d").to_string();
-    assert!(!c4.records["invoices"].is_empty());
-    for r in &c4.records["invoices"] {
-        let v: Value = serde_json::from_str(&r.data).expect("json");
-        assert!(v["TxnDate"].as_str().expect("date") >= from.as_str());
+    let want: BTreeSet<String> = emu
+        .ids("Invoice")
+        .into_iter()
+        .filter(|id| {
+            emu.object("Invoice", id).expect("invoice")["TxnDate"]
+                .as_str()
+                .expect("date")
+                >= from.as_str()
+        })
+        .collect();
+    assert!(!want.is_empty() && want.len() < emu.count("Invoice"));
+    assert_eq!(
+        pks(&c4, "invoices").into_iter().collect::<BTreeSet<_>>(),
+        want
+    );
+}
+
+#[test]
+fn a_state_without_complete_at_reconciles_then_cdc_takes_over() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({"page_size": 30}));
+    let (r1, c1) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("first run");
+    rotate(&mut cfg, &c1);
+    // A state as versions before `complete_at` wrote it: the position only.
+    let mut old = c1.state.clone();
+    let inv = old.get_mut("invoices").expect("state");
+    inv.as_object_mut().expect("object").remove("complete_at");
+    assert!(inv["last_updated"].is_string());
+    let ids = emu.ids("Invoice");
+    for id in &ids[..2] {
+        assert!(emu.delete("Invoice", id));
     }
+    let updated = &ids[5];
+    assert!(emu.update("Invoice", updated));
+
+    let (r2, c2) = read(&request(&cfg, &["invoices"], SyncMode::Incremental, &old));
+    r2.expect("reconciliation");
+    rotate(&mut cfg, &c2);
+    assert!(c2.snapshot_completed("invoices"));
+    // Every live object is listed once: as a key when the position covered it, as a
+    // record when it changed after it; the deleted two are not listed (the host marks them).
+    let keys: BTreeSet<String> = c2.keys["invoices"].iter().cloned().collect();
+    let records: BTreeSet<String> = pks(&c2, "invoices").into_iter().collect();
+    assert_eq!(records, BTreeSet::from([updated.clone()]));
+    assert!(keys.is_disjoint(&records));
+    let listed: BTreeSet<String> = keys.union(&records).cloned().collect();
+    assert_eq!(listed, emu.ids("Invoice").into_iter().collect());
+    assert!(c2.state["invoices"]["complete_at"].is_string());
+
+    let (r3, c3) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c2.state,
+    ));
+    r3.expect("cdc");
+    assert!(c3.logs.iter().any(|l| l.contains("through CDC")));
+    // The overlap with the margin before the reconciliation may echo its deletions
+    // (already marked); no live object is read again.
+    assert!(c3.records["invoices"].iter().all(|r| r.deleted));
+    assert!(pks(&c3, "invoices").iter().all(|id| ids[..2].contains(id)));
+}
+
+#[test]
+fn a_reconciliation_stopped_at_the_limit_concludes_nothing() {
+    let emu = emulator(Counts::default());
+    let mut cfg = config(&emu, json!({"page_size": 10}));
+    let mut req = request(&cfg, &["invoices"], SyncMode::Incremental, &BTreeMap::new());
+    req.window.limit = Some(17);
+    let (r1, c1) = read(&req);
+    r1.expect("limited run");
+    rotate(&mut cfg, &c1);
+    assert_eq!(pks(&c1, "invoices").len(), 17);
+    assert!(!c1.snapshot_completed("invoices"), "{:?}", c1.snapshots);
+    assert!(
+        c1.state["invoices"].get("complete_at").is_none(),
+        "no complete read recorded"
+    );
+    let (r2, c2) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &c1.state,
+    ));
+    r2.expect("rest");
+    assert!(c2.snapshot_completed("invoices"));
+    assert_eq!(
+        c2.keys["invoices"].len(),
+        17,
+        "the limited run's rows are keys now"
+    );
+    assert_eq!(pks(&c2, "invoices").len(), emu.count("Invoice") - 17);
 }

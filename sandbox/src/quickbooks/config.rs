@@ -113,6 +113,18 @@ impl Limits {
     }
 }
 
+/// What `/cdc` does with a `changedSince` older than its 30-day memory. The reference
+/// leaves the real answer unverified, so both plausible behaviours can be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CdcOldSince {
+    /// Refuse it: HTTP 400 `ValidationFault` (the reference's suggestion).
+    #[default]
+    Refuse,
+    /// Answer anyway, with only the changes of the last 30 days (what an implementation
+    /// that silently clamps the window would do): a client must notice by itself.
+    Truncate,
+}
+
 /// Everything the emulator needs to start.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -138,6 +150,8 @@ pub struct EmulatorConfig {
     pub rotate_refresh_tokens: bool,
     /// Request limits.
     pub limits: Limits,
+    /// The answer to a CDC `changedSince` beyond the 30-day horizon.
+    pub cdc_old_since: CdcOldSince,
     /// Port on 127.0.0.1 (0 = any free port).
     pub port: u16,
 }
@@ -155,6 +169,7 @@ impl Default for EmulatorConfig {
             access_token_ttl: Duration::from_secs(3600),
             rotate_refresh_tokens: true,
             limits: Limits::off(),
+            cdc_old_since: CdcOldSince::Refuse,
             port: 0,
         }
     }

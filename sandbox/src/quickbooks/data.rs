@@ -2,12 +2,14 @@
 //! mutations tests use to exercise incremental sync and CDC.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use super::clock::Clock;
 use super::config::{Counts, EmulatorConfig};
 
 /// One kind of object the emulator serves.
@@ -117,14 +119,6 @@ pub fn format_ts(epoch_secs: i64) -> String {
         .to_string()
 }
 
-/// `2013-08-06T03:04:31.099-07:00`: the envelope `time`, with milliseconds.
-pub fn envelope_time() -> String {
-    Utc::now()
-        .with_timezone(&company_offset())
-        .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
-        .to_string()
-}
-
 /// The company-local calendar date of an instant.
 pub fn local_date(epoch_secs: i64) -> NaiveDate {
     let utc = Utc
@@ -206,6 +200,8 @@ pub struct Store {
     pub tables: BTreeMap<&'static str, BTreeMap<u64, Obj>>,
     /// Deleted transactions, in deletion order.
     pub tombstones: Vec<Tombstone>,
+    /// Server time, shared with the HTTP side.
+    pub clock: Arc<Clock>,
     next_id: u64,
     rng: StdRng,
     mutations: u64,
@@ -312,16 +308,17 @@ struct Refs {
 
 impl Store {
     /// Generates the company described by `config`, with timestamps relative to now.
-    pub fn generate(config: &EmulatorConfig) -> Store {
+    pub fn generate(config: &EmulatorConfig, clock: Arc<Clock>) -> Store {
+        let now = clock.now();
         let mut store = Store {
             tables: ENTITIES.iter().map(|e| (e.name, BTreeMap::new())).collect(),
             tombstones: Vec::new(),
+            clock,
             next_id: 1,
             rng: StdRng::seed_from_u64(config.seed),
             mutations: 0,
             ts_index: BTreeMap::new(),
         };
-        let now = Utc::now().timestamp();
         let start = now - config.history_days.max(2) * 86_400;
         let end = now - 86_400;
         let c: &Counts = &config.counts;
@@ -692,15 +689,20 @@ impl Store {
 
     /// Creates one object of `entity` stamped now; returns its id.
     pub fn create(&mut self, entity: &str) -> Option<String> {
+        let now = self.clock.now();
+        self.create_at(entity, now)
+    }
+
+    /// Creates one object of `entity` stamped `at` (epoch seconds); returns its id.
+    pub fn create_at(&mut self, entity: &str, at: i64) -> Option<String> {
         let kind = entity_kind(entity)?;
-        let now = Utc::now().timestamp();
-        let id = self.insert_generated(kind.name, now);
+        let id = self.insert_generated(kind.name, at);
         if let Some(o) = self.tables.get_mut(kind.name).and_then(|t| t.get_mut(&id)) {
-            let today = local_date(now).format("%Y-%m-%d").to_string();
+            let today = local_date(at).format("%Y-%m-%d").to_string();
             if o.value.get("TxnDate").is_some() {
                 o.value["TxnDate"] = json!(today);
             }
-            o.value["MetaData"] = meta(now, now);
+            o.value["MetaData"] = meta(at, at);
             o.refresh_text();
         }
         Some(id.to_string())
@@ -709,17 +711,22 @@ impl Store {
     /// Updates an object: bumps `SyncToken`, stamps `LastUpdatedTime` now, changes a note.
     /// Returns false if there is no such object.
     pub fn update(&mut self, entity: &str, id: &str) -> bool {
+        let now = self.clock.now();
+        self.update_at(entity, id, now)
+    }
+
+    /// [`Store::update`] stamped `at` (epoch seconds).
+    pub fn update_at(&mut self, entity: &str, id: &str, at: i64) -> bool {
         let Ok(id) = id.parse::<u64>() else {
             return false;
         };
         self.ts_index.clear();
         self.mutations += 1;
         let n = self.mutations;
-        let now = Utc::now().timestamp();
         let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&id)) else {
             return false;
         };
-        bump(o, now);
+        bump(o, at);
         o.value["PrivateNote"] = json!(format!("edited (change {n})"));
         o.refresh_text();
         true
@@ -728,11 +735,17 @@ impl Store {
     /// Deletes an object: transactions are removed and leave a CDC tombstone; list
     /// entities only become inactive (an ordinary update), as in QuickBooks.
     pub fn delete(&mut self, entity: &str, id: &str) -> bool {
+        let now = self.clock.now();
+        self.delete_at(entity, id, now)
+    }
+
+    /// [`Store::delete`] stamped `at` (epoch seconds).
+    pub fn delete_at(&mut self, entity: &str, id: &str, at: i64) -> bool {
         let (Some(kind), Ok(num)) = (entity_kind(entity), id.parse::<u64>()) else {
             return false;
         };
         self.ts_index.clear();
-        let now = Utc::now().timestamp();
+        let now = at;
         if kind.list {
             let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&num)) else {
                 return false;
@@ -753,6 +766,30 @@ impl Store {
             text: stub.to_string(),
         });
         true
+    }
+
+    /// Ages the whole company by `secs`: every object's (and deletion's) `CreateTime` and
+    /// `LastUpdatedTime` move that far into the past, as if it had been quiet since.
+    pub fn age(&mut self, secs: i64) {
+        self.ts_index.clear();
+        for table in self.tables.values_mut() {
+            for o in table.values_mut() {
+                o.ts -= secs;
+                let create = o
+                    .value
+                    .pointer("/MetaData/CreateTime")
+                    .and_then(Value::as_str)
+                    .and_then(parse_ts)
+                    .unwrap_or(o.ts + secs);
+                o.value["MetaData"] = meta(create - secs, o.ts);
+                o.refresh_text();
+            }
+        }
+        for t in &mut self.tombstones {
+            t.ts -= secs;
+            let id = t.id.to_string();
+            t.text = json!({"domain": "QBO", "status": "Deleted", "Id": id, "MetaData": {"LastUpdatedTime": format_ts(t.ts)}}).to_string();
+        }
     }
 
     /// Stamps every live object (of `entity`, or of all entities) with one
@@ -837,9 +874,4 @@ fn bump(o: &mut Obj, now: i64) {
         .unwrap_or(now);
     o.value["MetaData"] = meta(create, now);
     o.ts = now;
-}
-
-/// Shorthand used by the report: a date `days` before now, company-local.
-pub fn days_ago(days: i64) -> NaiveDate {
-    local_date((Utc::now() - ChronoDuration::days(days)).timestamp())
 }

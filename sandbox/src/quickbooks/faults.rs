@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::data::envelope_time;
+use super::clock::Clock;
 
 /// A JSON response with the content type QuickBooks uses.
 pub fn json_response(status: StatusCode, body: String) -> Response {
@@ -19,6 +19,7 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
 
 /// The standard envelope: `{"Fault":{"Error":[{"Message","Detail","code","element"}],"type"},"time"}`.
 pub fn fault(
+    clock: &Clock,
     status: StatusCode,
     fault_type: &str,
     code: &str,
@@ -26,13 +27,14 @@ pub fn fault(
     detail: &str,
 ) -> Response {
     let body = json!({"Fault": {"Error": [{"Message": message, "Detail": detail, "code": code, "element": ""}], "type": fault_type},
-        "time": envelope_time()});
+        "time": clock.envelope_time()});
     json_response(status, body.to_string())
 }
 
 /// The lower-case envelope of an expired token (captured from production), with `time`
 /// as epoch milliseconds.
 pub fn lowercase_auth(
+    clock: &Clock,
     status: StatusCode,
     code: &str,
     fault_type: &str,
@@ -46,16 +48,16 @@ pub fn lowercase_auth(
     let body = json!({"warnings": null, "intuitObject": null,
         "fault": {"error": [{"message": message, "detail": detail, "code": code, "element": null}], "type": fault_type},
         "report": null, "queryResponse": null, "batchItemResponse": [], "attachableResponse": [],
-        "syncErrorResponse": null, "requestId": null, "time": chrono::Utc::now().timestamp_millis(),
+        "syncErrorResponse": null, "requestId": null, "time": clock.now_utc().timestamp_millis(),
         "status": null, "cdcresponse": []});
     json_response(status, body.to_string())
 }
 
 /// The XML throttle body, sent even to JSON requests, without `Retry-After`.
-pub fn throttle_xml(status: StatusCode, retry_after: Option<u64>) -> Response {
+pub fn throttle_xml(clock: &Clock, status: StatusCode, retry_after: Option<u64>) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<IntuitResponse time=\"{}\" xmlns=\"http://schema.intuit.com/finance/v3\">\n    <Fault type=\"SERVICE\">\n        <Error code=\"3001\">\n            <Message>message=ThrottleExceeded; errorCode=003001; statusCode={}</Message>\n            <Detail>The request limit was reached.  Try again later</Detail>\n        </Error>\n    </Fault>\n</IntuitResponse>\n",
-        envelope_time(),
+        clock.envelope_time(),
         status.as_u16()
     );
     let mut r = (status, body).into_response();
@@ -72,8 +74,9 @@ pub fn throttle_xml(status: StatusCode, retry_after: Option<u64>) -> Response {
 }
 
 /// A code-3001 throttle as a JSON `Fault` (older behaviour, HTTP 403).
-pub fn throttle_json_403() -> Response {
+pub fn throttle_json_403(clock: &Clock) -> Response {
     fault(
+        clock,
         StatusCode::FORBIDDEN,
         "SERVICE",
         "3001",

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 
-use super::config::{EmulatorConfig, FaultSpec, Limits};
+use super::config::{CdcOldSince, EmulatorConfig, FaultSpec, Limits};
 use super::server::{app, lock, Shared, Stats};
 
 /// A running QuickBooks emulator on 127.0.0.1. Dropping it shuts the server down.
@@ -148,6 +148,45 @@ impl Emulator {
     /// Deletes one object (transactions: gone, with a CDC tombstone; lists: inactive).
     pub fn delete(&self, entity: &str, id: &str) -> bool {
         lock(&self.shared.store).delete(entity, id)
+    }
+
+    /// Creates `n` objects of `entity` stamped `at` (one second for all); returns their ids.
+    pub fn create_at(&self, entity: &str, n: usize, at: DateTime<Utc>) -> Vec<String> {
+        let mut store = lock(&self.shared.store);
+        (0..n)
+            .filter_map(|_| store.create_at(entity, at.timestamp()))
+            .collect()
+    }
+
+    /// Updates one object (new SyncToken, a changed note) stamped `at`. False if absent.
+    pub fn update_at(&self, entity: &str, id: &str, at: DateTime<Utc>) -> bool {
+        lock(&self.shared.store).update_at(entity, id, at.timestamp())
+    }
+
+    /// Deletes one object stamped `at` (the tombstone's time). False if absent.
+    pub fn delete_at(&self, entity: &str, id: &str, at: DateTime<Utc>) -> bool {
+        lock(&self.shared.store).delete_at(entity, id, at.timestamp())
+    }
+
+    /// Server time now (the real clock plus whatever [`Emulator::advance_clock`] added).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now_utc()
+    }
+
+    /// Moves server time forward: weeks pass for the API (envelope `time`, stamps of later
+    /// changes, the CDC horizon), not for access tokens.
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.shared.clock.advance(by.num_seconds());
+    }
+
+    /// Ages the company: every object and deletion was last changed `by` earlier.
+    pub fn age(&self, by: chrono::Duration) {
+        lock(&self.shared.store).age(by.num_seconds());
+    }
+
+    /// How CDC answers a `changedSince` beyond its 30-day memory.
+    pub fn set_cdc_old_since(&self, behaviour: CdcOldSince) {
+        *lock(&self.shared.cdc_old_since) = behaviour;
     }
 
     /// Sets `LastUpdatedTime` of every live object of `entity` (or of all) to `at`.

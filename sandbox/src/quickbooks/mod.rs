@@ -7,11 +7,13 @@
 //! `invalid_grant`), expiring access tokens answered with the lower-case 401 envelope,
 //! XML 429 bodies with no `Retry-After`, hidden inactive list rows, the 1000-row
 //! `MAXRESULTS` limit, CDC deleted stubs and its 1000-object cap, `Lat: "INVALID"` and
-//! JAXB leftovers. Tests drive it through [`Emulator`]; users run it with
+//! JAXB leftovers. Its clock can be moved forward and its company aged, so quiet months
+//! and the 30-day CDC horizon are testable in seconds. Tests drive it through [`Emulator`]; users run it with
 //! `cargo run -p tributary-sandbox -- quickbooks --port 8601`.
 
 mod auth;
 mod cli;
+mod clock;
 mod config;
 mod data;
 mod faults;
@@ -21,6 +23,6 @@ mod report;
 mod server;
 
 pub use cli::{run_cli, CliArgs};
-pub use config::{Counts, EmulatorConfig, FaultKind, FaultSpec, Limits};
+pub use config::{CdcOldSince, Counts, EmulatorConfig, FaultKind, FaultSpec, Limits};
 pub use handle::Emulator;
-pub use server::{Stats, CDC_CAP, CDC_MAX_AGE_DAYS};
+pub use server::{Served, Stats, CDC_CAP, CDC_MAX_AGE_DAYS};

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
-use super::data::{envelope_time, Obj, Store, ENTITIES};
+use super::data::{Obj, Store, ENTITIES};
 
 /// Default columns, in order: (ColKey, title, ColType).
 const COLUMNS: &[(&str, &str, &str)] = &[
@@ -158,7 +158,7 @@ pub fn transaction_list(
         .iter()
         .map(|(key, title, ty)| json!({"ColTitle": title, "ColType": ty, "MetaData": [{"Name": "ColKey", "Value": key}]}))
         .collect();
-    json!({"Header": {"Time": envelope_time(), "ReportName": "TransactionList", "DateMacro": "custom",
+    json!({"Header": {"Time": store.clock.envelope_time(), "ReportName": "TransactionList", "DateMacro": "custom",
             "StartPeriod": start.format("%Y-%m-%d").to_string(), "EndPeriod": end.format("%Y-%m-%d").to_string(),
             "Currency": "USD", "Option": [{"Name": "NoReportData", "Value": if empty { "true" } else { "false" }}]},
         "Columns": {"Column": columns},

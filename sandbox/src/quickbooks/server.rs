@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{base64_decode, AuthState, Rejection};
-use super::config::{EmulatorConfig, FaultKind, FaultSpec, Limits};
-use super::data::{days_ago, entity, envelope_time, format_ts, parse_ts, Store, CDC_EXCLUDED};
+use super::clock::Clock;
+use super::config::{CdcOldSince, EmulatorConfig, FaultKind, FaultSpec, Limits};
+use super::data::{entity, format_ts, parse_ts, Store, CDC_EXCLUDED};
 use super::faults;
 use super::query::{self, Outcome};
 use super::report;
@@ -26,6 +27,18 @@ use super::report;
 pub const CDC_CAP: usize = 1000;
 /// How far back `changedSince` may go.
 pub const CDC_MAX_AGE_DAYS: i64 = 30;
+
+/// One data request as the emulator answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The request: the query text, `cdc entities=.. changedSince=..`, `reports/..` or
+    /// `companyinfo`.
+    pub request: String,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// The injected fault applied to it, if any.
+    pub injected: Option<FaultKind>,
+}
 
 /// Counters the emulator keeps for tests and benchmarks.
 #[derive(Debug, Clone, Default)]
@@ -44,9 +57,35 @@ pub struct Stats {
     pub refreshes: u64,
     /// Token endpoint calls answered `invalid_grant`.
     pub invalid_grants: u64,
+    /// CDC requests refused because `changedSince` was beyond the horizon.
+    pub cdc_refused: u64,
+    /// Every data request answered, in order of answer, with its status.
+    pub served: Vec<Served>,
+    /// Every injected fault, with the request it hit, when it was applied (a slow answer
+    /// counts even if the client gave up before it came).
+    pub faults: Vec<(FaultKind, String)>,
 }
 
 impl Stats {
+    /// The requests an injected fault of this kind hit.
+    pub fn injected(&self, kind: &FaultKind) -> Vec<&str> {
+        self.faults
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, r)| r.as_str())
+            .collect()
+    }
+
+    /// How many times `request` was answered successfully (2xx, no injected fault).
+    pub fn succeeded(&self, request: &str) -> usize {
+        self.served
+            .iter()
+            .filter(|s| {
+                s.request == request && (200..300).contains(&s.status) && s.injected.is_none()
+            })
+            .count()
+    }
+
     /// The most requests admitted within any sliding `window` (how close a client came
     /// to the limit).
     pub fn max_in_window(&self, window: Duration) -> usize {
@@ -92,6 +131,10 @@ pub struct Shared {
     pub auth: Mutex<AuthState>,
     /// Current limits (changeable at run time).
     pub limits: Mutex<Limits>,
+    /// Server time.
+    pub clock: Arc<Clock>,
+    /// What CDC does with a `changedSince` beyond the horizon.
+    pub cdc_old_since: Mutex<CdcOldSince>,
     window: Mutex<VecDeque<Instant>>,
     in_flight: AtomicU32,
     faults: Mutex<Vec<ActiveFault>>,
@@ -107,8 +150,11 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     /// Fresh state for `config`.
     pub fn new(config: EmulatorConfig) -> Self {
+        let clock = Arc::new(Clock::default());
         Shared {
-            store: Mutex::new(Store::generate(&config)),
+            store: Mutex::new(Store::generate(&config, clock.clone())),
+            clock,
+            cdc_old_since: Mutex::new(config.cdc_old_since),
             auth: Mutex::new(AuthState::new(
                 config.refresh_token.clone(),
                 config.access_token_ttl,
@@ -160,6 +206,11 @@ impl Shared {
             break;
         }
         faults.retain(|f| f.applied < f.spec.times);
+        if let Some(kind) = &hit {
+            lock(&self.stats)
+                .faults
+                .push((kind.clone(), request_text.to_string()));
+        }
         hit
     }
 
@@ -260,15 +311,16 @@ fn check(
     };
     if limits.concurrency > 0 && in_flight > limits.concurrency {
         lock(&shared.stats).throttled += 1;
-        return Err(faults::throttle_xml(status, None));
+        return Err(faults::throttle_xml(&shared.clock, status, None));
     }
     if !shared.admit() {
         lock(&shared.stats).throttled += 1;
-        return Err(faults::throttle_xml(status, None));
+        return Err(faults::throttle_xml(&shared.clock, status, None));
     }
     lock(&shared.stats).admitted.push(Instant::now());
     if realm != shared.config.realm_id {
         return Err(faults::lowercase_auth(
+            &shared.clock,
             StatusCode::FORBIDDEN,
             "3100",
             "SERVICE",
@@ -287,18 +339,21 @@ fn check(
         lock(&shared.stats).auth_failures += 1;
         return Err(match why {
             Rejection::Expired => faults::lowercase_auth(
+                &shared.clock,
                 StatusCode::UNAUTHORIZED,
                 "3200",
                 "AUTHENTICATION",
                 Some("Token expired"),
             ),
             Rejection::Malformed => faults::lowercase_auth(
+                &shared.clock,
                 StatusCode::UNAUTHORIZED,
                 "3200",
                 "AUTHENTICATION",
                 Some("Malformed bearer token: too short or too long"),
             ),
             Rejection::Unknown => faults::fault(
+                &shared.clock,
                 StatusCode::UNAUTHORIZED,
                 "AuthenticationFault",
                 "3200",
@@ -322,13 +377,14 @@ async fn serve_data(
     let _guard = InFlight(&shared.in_flight);
     let fault = match check(&shared, realm, headers, text) {
         Ok(f) => f,
-        Err(r) => return with_tid(r),
+        Err(r) => return served(&shared, text, None, with_tid(r)),
     };
-    let response = match fault {
+    let response = match fault.clone() {
         None => body(&shared),
         Some(FaultKind::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             faults::fault(
+                &shared.clock,
                 status,
                 "SystemFault",
                 "10000",
@@ -350,13 +406,25 @@ async fn serve_data(
             text.push_str("\u{0}<truncated");
             faults::json_response(StatusCode::OK, text)
         }
-        Some(FaultKind::Throttle) => faults::throttle_xml(StatusCode::TOO_MANY_REQUESTS, None),
-        Some(FaultKind::ThrottleRetryAfter(s)) => {
-            faults::throttle_xml(StatusCode::TOO_MANY_REQUESTS, Some(s))
+        Some(FaultKind::Throttle) => {
+            faults::throttle_xml(&shared.clock, StatusCode::TOO_MANY_REQUESTS, None)
         }
-        Some(FaultKind::ThrottleJson403) => faults::throttle_json_403(),
+        Some(FaultKind::ThrottleRetryAfter(s)) => {
+            faults::throttle_xml(&shared.clock, StatusCode::TOO_MANY_REQUESTS, Some(s))
+        }
+        Some(FaultKind::ThrottleJson403) => faults::throttle_json_403(&shared.clock),
     };
-    with_tid(response)
+    served(&shared, text, fault, with_tid(response))
+}
+
+/// Records an answered data request in the stats.
+fn served(shared: &Shared, text: &str, injected: Option<FaultKind>, r: Response) -> Response {
+    lock(&shared.stats).served.push(Served {
+        request: text.to_string(),
+        status: r.status().as_u16(),
+        injected,
+    });
+    r
 }
 
 #[derive(Debug, Deserialize)]
@@ -394,20 +462,20 @@ async fn run_query(
     serve_data(shared, realm, headers, &label, move |shared| {
         let parsed = match query::parse(&text) {
             Ok(q) => q,
-            Err(e) => return faults::fault(StatusCode::BAD_REQUEST, "ValidationFault", e.code, &e.message, &e.detail),
+            Err(e) => return faults::fault(&shared.clock, StatusCode::BAD_REQUEST, "ValidationFault", e.code, &e.message, &e.detail),
         };
         if parsed.entity == "CompanyInfo" {
-            return faults::json_response(StatusCode::OK, json!({"QueryResponse": {"CompanyInfo": [company_info(shared)], "startPosition": 1, "maxResults": 1}, "time": envelope_time()}).to_string());
+            return faults::json_response(StatusCode::OK, json!({"QueryResponse": {"CompanyInfo": [company_info(shared)], "startPosition": 1, "maxResults": 1}, "time": shared.clock.envelope_time()}).to_string());
         }
         let mut store = lock(&shared.store);
         if let Some(kind) = entity(&parsed.entity) {
             store.prepare_index(kind.name);
         }
         match query::run(&store, &parsed) {
-            Err(e) => faults::fault(StatusCode::BAD_REQUEST, "ValidationFault", e.code, &e.message, &e.detail),
-            Ok(Outcome::Count(n)) => faults::json_response(StatusCode::OK, json!({"QueryResponse": {"totalCount": n}, "time": envelope_time()}).to_string()),
+            Err(e) => faults::fault(&shared.clock, StatusCode::BAD_REQUEST, "ValidationFault", e.code, &e.message, &e.detail),
+            Ok(Outcome::Count(n)) => faults::json_response(StatusCode::OK, json!({"QueryResponse": {"totalCount": n}, "time": shared.clock.envelope_time()}).to_string()),
             Ok(Outcome::Page(rows)) if rows.is_empty() => {
-                faults::json_response(StatusCode::OK, json!({"QueryResponse": {}, "time": envelope_time()}).to_string())
+                faults::json_response(StatusCode::OK, json!({"QueryResponse": {}, "time": shared.clock.envelope_time()}).to_string())
             }
             Ok(Outcome::Page(rows)) => {
                 // Built by concatenation: the objects are serialized once, when they change.
@@ -421,7 +489,7 @@ async fn run_query(
                     }
                     body.push_str(&o.text);
                 }
-                body.push_str(&format!("],\"startPosition\":{},\"maxResults\":{}}},\"time\":\"{}\"}}", parsed.start, rows.len(), envelope_time()));
+                body.push_str(&format!("],\"startPosition\":{},\"maxResults\":{}}},\"time\":\"{}\"}}", parsed.start, rows.len(), shared.clock.envelope_time()));
                 faults::json_response(StatusCode::OK, body)
             }
         }
@@ -445,7 +513,8 @@ async fn company_info_get(
     serve_data(shared, &realm, &headers, "companyinfo", |shared| {
         faults::json_response(
             StatusCode::OK,
-            json!({"CompanyInfo": company_info(shared), "time": envelope_time()}).to_string(),
+            json!({"CompanyInfo": company_info(shared), "time": shared.clock.envelope_time()})
+                .to_string(),
         )
     })
     .await
@@ -472,6 +541,7 @@ async fn cdc_get(
     serve_data(shared, &realm, &headers, &label, move |shared| {
         let bad = |detail: String| {
             faults::fault(
+                &shared.clock,
                 StatusCode::BAD_REQUEST,
                 "ValidationFault",
                 "2030",
@@ -479,14 +549,21 @@ async fn cdc_get(
                 &detail,
             )
         };
-        let Some(since) = params.changed_since.as_deref().and_then(parse_ts) else {
+        let Some(mut since) = params.changed_since.as_deref().and_then(parse_ts) else {
             return bad("changedSince is missing or not a date-time".into());
         };
-        let oldest = chrono::Utc::now().timestamp() - CDC_MAX_AGE_DAYS * 86_400;
+        let oldest = shared.clock.now() - CDC_MAX_AGE_DAYS * 86_400;
         if since < oldest {
-            return bad(format!(
-                "changedSince must be within the last {CDC_MAX_AGE_DAYS} days"
-            ));
+            match *lock(&shared.cdc_old_since) {
+                CdcOldSince::Refuse => {
+                    lock(&shared.stats).cdc_refused += 1;
+                    return bad(format!(
+                        "changedSince must be within the last {CDC_MAX_AGE_DAYS} days"
+                    ));
+                }
+                // Older changes are forgotten: answer from the horizon, silently.
+                CdcOldSince::Truncate => since = oldest,
+            }
         }
         let names: Vec<&str> = params
             .entities
@@ -548,7 +625,7 @@ async fn cdc_get(
             format!(
                 "{{\"CDCResponse\":[{{\"QueryResponse\":[{}]}}],\"time\":\"{}\"}}",
                 blocks.join(","),
-                envelope_time()
+                shared.clock.envelope_time()
             ),
         )
     })
@@ -580,6 +657,7 @@ async fn transaction_list_get(
                 None => Ok(default),
                 Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
                     faults::fault(
+                        &shared.clock,
                         StatusCode::BAD_REQUEST,
                         "ValidationFault",
                         "2030",
@@ -589,11 +667,11 @@ async fn transaction_list_get(
                 }),
             }
         };
-        let start = match date(params.start_date.as_deref(), days_ago(30)) {
+        let start = match date(params.start_date.as_deref(), shared.clock.days_ago(30)) {
             Ok(d) => d,
             Err(r) => return r,
         };
-        let end = match date(params.end_date.as_deref(), days_ago(0)) {
+        let end = match date(params.end_date.as_deref(), shared.clock.days_ago(0)) {
             Ok(d) => d,
             Err(r) => return r,
         };
@@ -699,12 +777,15 @@ fn serde_urlencoded_like(body: &[u8]) -> HashMap<String, String> {
 /// A mutation request to `/emulator/mutations`.
 #[derive(Debug, Deserialize)]
 struct Mutation {
-    /// `create`, `update`, `delete` or `expire_tokens`.
+    /// `create`, `update`, `delete`, `expire_tokens`, `advance_clock` or `age`.
     op: String,
     entity: Option<String>,
     id: Option<String>,
     #[serde(default)]
     count: Option<usize>,
+    /// Days, for `advance_clock` and `age`.
+    #[serde(default)]
+    days: Option<i64>,
 }
 
 async fn mutations_create(State(shared): State<Arc<Shared>>, Json(m): Json<Mutation>) -> Response {
@@ -727,6 +808,14 @@ async fn mutations_create(State(shared): State<Arc<Shared>>, Json(m): Json<Mutat
             lock(&shared.auth).expire_all();
             json!({"expired": true})
         }
+        "advance_clock" => {
+            shared.clock.advance(m.days.unwrap_or(0) * 86_400);
+            json!({"now": format_ts(shared.clock.now())})
+        }
+        "age" => {
+            store.age(m.days.unwrap_or(0) * 86_400);
+            json!({"aged_days": m.days.unwrap_or(0)})
+        }
         other => return (StatusCode::BAD_REQUEST, format!("unknown op {other}")).into_response(),
     };
     Json(result).into_response()
@@ -743,6 +832,7 @@ async fn stats_get(State(shared): State<Arc<Shared>>) -> Response {
     let window = lock(&shared.limits).minute_window;
     Json(json!({"requests": s.requests, "admitted": s.admitted.len(), "max_admitted_in_window": s.max_in_window(window),
         "window_secs": window.as_secs_f64(), "throttled": s.throttled, "auth_failures": s.auth_failures,
-        "max_in_flight": s.max_in_flight, "refreshes": s.refreshes, "counts": counts, "now": format_ts(chrono::Utc::now().timestamp())}))
+        "max_in_flight": s.max_in_flight, "refreshes": s.refreshes, "counts": counts, "now": format_ts(shared.clock.now()), "cdc_refused": s.cdc_refused,
+        "injected_faults": s.faults.len()}))
     .into_response()
 }

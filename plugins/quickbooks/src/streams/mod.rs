@@ -1,11 +1,16 @@
-//! The streams: twelve entity streams read through the query API or CDC
-//! ([`entity`]), the TransactionList report in date chunks ([`report`]) and deletions
-//! from CDC ([`deleted`]).
+//! The streams: twelve entity streams ([`entity`]: CDC from the last complete read, a
+//! reconciliation pass when CDC cannot answer, the query API for narrowed reads), the
+//! TransactionList report in date chunks ([`report`]) and deletions from CDC
+//! ([`deleted`]).
 
+mod cdc;
 pub mod deleted;
 pub mod entity;
 pub mod position;
+mod reconcile;
 pub mod report;
+mod seek;
+pub mod state;
 
 use tributary_sdk::{Catalog, Emitter, StreamDescriptor, SyncMode, Window};
 
