@@ -15,9 +15,10 @@ use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
 use crate::json::{self, Body, Page};
 
-/// A sliding-window request budget. The window is the nominal minute plus a one-second
-/// margin: the server counts arrivals, which latency can bunch closer together than our
-/// departures, and the margin keeps a full-speed run strictly under the server's count.
+/// A sliding-window request budget. The window is the nominal one plus a margin (1/60 of
+/// it, one second for the documented minute, at least 50 ms): the server counts arrivals,
+/// which latency can bunch closer together than our departures, and the margin keeps a
+/// full-speed run strictly under the server's count.
 #[derive(Debug)]
 struct Budget {
     per_window: usize,
@@ -95,7 +96,7 @@ impl Client {
             token: config.api_token.clone(),
             budget: Budget {
                 per_window: config.requests_per_minute as usize,
-                window: Duration::from_secs(61),
+                window: budget_window(config.rate_window_seconds),
                 sent: Mutex::new(VecDeque::new()),
             },
             backoff: Backoff {
@@ -205,7 +206,7 @@ impl Client {
             401 => return Err(Error::Unauthorized),
             403 => {
                 return Err(Error::Forbidden {
-                    operation: root.to_string(),
+                    context: context.to_string(),
                 })
             }
             429 => {
@@ -238,12 +239,13 @@ impl Client {
                 }
                 if codes.contains(&"forbidden") {
                     return Err(Error::Forbidden {
-                        operation: root.to_string(),
+                        context: context.to_string(),
                     });
                 }
                 if let Some(code) = codes.iter().find(|c| c.starts_with("subscription_")) {
                     return Err(Error::Subscription {
                         code: code.to_string(),
+                        context: context.to_string(),
                     });
                 }
                 let mut detail: Vec<String> = errors
@@ -268,6 +270,12 @@ impl Client {
             }
         }
     }
+}
+
+/// The budget's window for a nominal one of `seconds` (see [`Budget`]).
+fn budget_window(seconds: f64) -> Duration {
+    let nominal = Duration::from_secs_f64(seconds);
+    nominal + (nominal / 60).max(Duration::from_millis(50))
 }
 
 /// A reqwest error without its URL's query (there is none) and with its cause chain; the

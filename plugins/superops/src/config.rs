@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tributary_sdk::toolkit::ReconcileEvery;
 
 use crate::error::{Error, Result};
 
@@ -46,6 +47,10 @@ pub struct Config {
     /// 800 per minute); raise it to 800 if your tenant allows it.
     #[serde(default = "default_requests_per_minute")]
     pub requests_per_minute: u32,
+    /// Length in seconds of the window `requests_per_minute` counts over: 60, the
+    /// documented minute. Only an emulator with a shortened window needs another value.
+    #[serde(default = "default_rate_window_seconds")]
+    pub rate_window_seconds: f64,
     /// Pages fetched concurrently during full scans.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
@@ -63,6 +68,12 @@ pub struct Config {
     /// Retries of one request after throttling, 5xx or network errors.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// How often the tickets stream lists every ticket id to find deleted tickets (the API
+    /// has no deletion feed): `"24h"`, `"30m"`, `"7d"`, `"always"` (every run) or `"never"`
+    /// (only on a full refresh). A first sync and every full refresh are such a listing
+    /// anyway.
+    #[serde(default = "default_reconcile_every")]
+    pub reconcile_every: ReconcileEvery,
 }
 
 fn default_api_url() -> String {
@@ -73,6 +84,12 @@ const fn default_page_size() -> u32 {
 }
 const fn default_requests_per_minute() -> u32 {
     100
+}
+const fn default_rate_window_seconds() -> f64 {
+    60.0
+}
+fn default_reconcile_every() -> ReconcileEvery {
+    ReconcileEvery::Every(chrono::Duration::hours(24))
 }
 const fn default_concurrency() -> u32 {
     4
@@ -128,6 +145,9 @@ impl Config {
         if self.timeout_seconds.is_nan() || self.timeout_seconds <= 0.0 {
             problems.push("timeout_seconds must be positive".to_string());
         }
+        if !(self.rate_window_seconds.is_finite() && self.rate_window_seconds > 0.0) {
+            problems.push("rate_window_seconds must be positive".to_string());
+        }
         if self.rate_limit_wait_seconds.is_nan() || self.rate_limit_wait_seconds < 0.0 {
             problems.push("rate_limit_wait_seconds must not be negative".to_string());
         }
@@ -163,11 +183,13 @@ pub fn spec() -> Value {
             "api_token": {"type": "string", "secret": true, "description": "API token; use ${ENV_VAR}"},
             "page_size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
             "requests_per_minute": {"type": "integer", "minimum": 0, "default": 100, "description": "Client-side budget per rolling minute; 0 = off"},
+            "rate_window_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 60, "description": "Window the budget counts over (60; shorter only for emulators)"},
             "concurrency": {"type": "integer", "minimum": 1, "default": 4, "description": "Pages fetched at once in full scans"},
             "overlap_seconds": {"type": "integer", "minimum": 0, "default": 600, "description": "Incremental re-read window before the cursor"},
             "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 60},
             "rate_limit_wait_seconds": {"type": "number", "minimum": 0, "default": 30},
-            "max_retries": {"type": "integer", "minimum": 0, "default": 5}
+            "max_retries": {"type": "integer", "minimum": 0, "default": 5},
+            "reconcile_every": {"type": "string", "default": default_reconcile_every().to_string(), "description": "How often tickets list every id to find deletions: \"24h\", \"30m\", \"7d\", \"always\" or \"never\" (full refresh only)"}
         }
     })
 }

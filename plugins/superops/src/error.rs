@@ -23,16 +23,18 @@ pub enum Error {
     #[error("superops rejected the api token (http 401): it is invalid, deleted or was regenerated; create a new one under Settings → My Profile → API token and update api_token")]
     Unauthorized,
     /// `forbidden` (or HTTP 403).
-    #[error("superops denied access to {operation} (forbidden): the api token's user lacks the permission; grant it to that user's role or use another user's token")]
+    #[error("superops denied access (forbidden) to {context}: the api token's user lacks the permission; grant it to that user's role or use another user's token")]
     Forbidden {
-        /// The query.
-        operation: String,
+        /// Stream, query and page.
+        context: String,
     },
     /// `subscription_trial_expired`, `subscription_paused`, `subscription_cancelled`.
-    #[error("the superops subscription is not active ({code}): the API is unavailable until the subscription is renewed or resumed")]
+    #[error("the superops subscription is not active ({code}) for {context}: the API is unavailable until the subscription is renewed or resumed")]
     Subscription {
         /// The clientError code.
         code: String,
+        /// Stream, query and page.
+        context: String,
     },
     /// `rate_limit_exceeded` or HTTP 429, after the retries ran out.
     #[error("superops rate limit exceeded on {operation} and still exceeded after retrying; lower requests_per_minute")]
@@ -86,10 +88,16 @@ impl Error {
         }
     }
 
-    /// Whether the whole read should stop (every stream would fail the same way).
+    /// Whether the whole read should stop because every stream would fail the same way:
+    /// bad settings, a rejected token or subdomain, or the host's stop. `forbidden` and
+    /// `subscription_*` are answered per query (a role may lack one permission, a plan
+    /// one module), so they fail only their stream and the others go on.
     pub fn is_fatal(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Config | ErrorKind::Auth)
-            || matches!(self, Error::Cancelled)
+        match self {
+            Error::Forbidden { .. } | Error::Subscription { .. } => false,
+            Error::Cancelled => true,
+            other => matches!(other.kind(), ErrorKind::Config | ErrorKind::Auth),
+        }
     }
 }
 

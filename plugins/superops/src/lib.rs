@@ -1,14 +1,16 @@
 //! The SuperOps MSP connector: reads a SuperOps.ai tenant over its GraphQL API.
 //!
 //! - [`config::Config`]: the manifest's `config` table (endpoint, subdomain, token, page
-//!   size, request budget, concurrency, overlap).
+//!   size, request budget, concurrency, overlap, how often ticket ids are reconciled).
 //! - [`client::Client`]: headers, the client-side budget, retries, and the mapping of
 //!   every failure to an [`error::Error`] (whose `kind` is the one error-policy table).
 //! - [`json`]: pages kept as raw text; bare-number IDs turned into strings exactly.
 //! - [`streams`]: full scans with concurrent page fetches, the incremental tickets stream
-//!   and the derived `sla_summary` / `technician_productivity` streams.
+//!   and the derived `sla_summary` / `technician_productivity` streams; deletions proven
+//!   by snapshots (whole full-refresh reads, and a periodic listing of ticket ids).
 //!
-//! The streams, formulas and error messages are documented in `docs/superops.md`.
+//! The streams, formulas, deletions and error messages are documented in
+//! `docs/superops.md`.
 #![deny(missing_docs)]
 
 pub mod client;

@@ -11,108 +11,12 @@ use tributary_sandbox::superops::{
     Collection, Emulator, EmulatorConfig, Fault, RateLimit, TenantSize,
 };
 use tributary_sdk::host::{Collected, CollectingHandler, InProcess};
-use tributary_sdk::{
-    ConfiguredCatalog, ConfiguredStream, ConnectorError, ErrorKind, ReadRequest, StreamStatus,
-    SyncMode, Window,
-};
+use tributary_sdk::{ConnectorError, ErrorKind, StreamStatus, SyncMode, Window};
 use tributary_superops::SuperOps;
 
-const LIST_STREAMS: &[(&str, Collection)] = &[
-    ("tickets", Collection::Tickets),
-    ("clients", Collection::Clients),
-    ("client_sites", Collection::Sites),
-    ("client_contracts", Collection::Contracts),
-    ("technicians", Collection::Technicians),
-    ("worklog_entries", Collection::Worklogs),
-    ("alerts", Collection::Alerts),
-    ("assets", Collection::Assets),
-    ("invoices", Collection::Invoices),
-];
+mod support;
 
-fn start(config: EmulatorConfig) -> Emulator {
-    Emulator::start(config).expect("emulator starts")
-}
-
-fn config_for(emu: &Emulator) -> Value {
-    json!({
-        "api_url": emu.url(),
-        "subdomain": emu.subdomain(),
-        "api_token": emu.token(),
-        "requests_per_minute": 0,
-        "concurrency": 4,
-        "rate_limit_wait_seconds": 0.05,
-        "timeout_seconds": 5,
-    })
-}
-
-fn request(
-    config: Value,
-    streams: &[&str],
-    mode: SyncMode,
-    state: BTreeMap<String, Value>,
-    window: Window,
-) -> ReadRequest {
-    ReadRequest {
-        config,
-        catalog: ConfiguredCatalog {
-            streams: streams
-                .iter()
-                .map(|s| ConfiguredStream {
-                    name: (*s).to_string(),
-                    sync_mode: mode,
-                })
-                .collect(),
-        },
-        state,
-        window,
-    }
-}
-
-fn read(req: &ReadRequest) -> (Result<(), ConnectorError>, Collected) {
-    let handler = CollectingHandler::new();
-    let result = InProcess::<SuperOps>::read(req, handler.clone());
-    (result, handler.collected())
-}
-
-fn pks(c: &Collected, stream: &str) -> Vec<String> {
-    c.records
-        .get(stream)
-        .map(|r| r.iter().map(|r| r.pk.clone()).collect())
-        .unwrap_or_default()
-}
-
-fn id_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => panic!("not an id: {other}"),
-    }
-}
-
-fn pk_field(stream: &str) -> &'static str {
-    match stream {
-        "tickets" => "ticketId",
-        "clients" => "accountId",
-        "client_sites" | "alerts" => "id",
-        "client_contracts" => "contractId",
-        "technicians" => "userId",
-        "worklog_entries" => "itemId",
-        "assets" => "assetId",
-        "invoices" => "invoiceId",
-        _ => unreachable!(),
-    }
-}
-
-fn complete(c: &Collected, stream: &str) -> bool {
-    matches!(c.status.get(stream), Some(StreamStatus::Complete))
-}
-
-/// A zone-less API timestamp as the connector's cursor text.
-fn cursor_of(api: &str) -> String {
-    let t = tributary_sandbox::superops::parse_time(api).expect("timestamp");
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+use support::*;
 
 #[test]
 fn full_sync_has_exact_counts_for_every_stream() {
@@ -473,23 +377,60 @@ fn rate_limit_exceeded_waits_and_recovers() {
 
 #[test]
 fn client_side_budget_keeps_a_run_unthrottled() {
-    // 30 requests per minute on both sides; the run needs fewer, so the budget never waits,
-    // and the server never throttles.
+    // The same budget on both sides, with the window scaled down from a minute to half a
+    // second so that the run needs several windows: without the client-side budget the
+    // server throttles, with a slower one the run would not reach the budget.
+    const BUDGET: u32 = 8;
+    const WINDOW: Duration = Duration::from_millis(500);
     let emu = start(EmulatorConfig {
-        rate_limit: Some(RateLimit::per_minute(30)),
+        rate_limit: Some(RateLimit {
+            max_requests: BUDGET,
+            window: WINDOW,
+        }),
         ..EmulatorConfig::default()
     });
     let mut config = config_for(&emu);
-    config["requests_per_minute"] = json!(30);
-    let (result, _) = read(&request(
+    config["requests_per_minute"] = json!(BUDGET);
+    config["rate_window_seconds"] = json!(WINDOW.as_secs_f64());
+    config["page_size"] = json!(5);
+    let started = std::time::Instant::now();
+    let (result, c) = read(&request(
         config,
-        &["clients", "technicians", "invoices"],
+        &["alerts", "invoices"],
         SyncMode::FullRefresh,
         BTreeMap::new(),
         Window::default(),
     ));
+    let elapsed = started.elapsed();
     result.expect("read");
-    assert_eq!(emu.stats().throttled, 0);
+    assert_eq!(pks(&c, "alerts").len(), emu.dump(Collection::Alerts).len());
+    assert_eq!(
+        pks(&c, "invoices").len(),
+        emu.dump(Collection::Invoices).len()
+    );
+    let stats = emu.stats();
+    let windows = stats.accepted.div_ceil(u64::from(BUDGET));
+    assert!(windows >= 5, "the run needs several windows: {stats:?}");
+    assert_eq!(stats.throttled, 0, "never throttled: {stats:?}");
+    assert_eq!(
+        stats.peak_in_window,
+        u64::from(BUDGET),
+        "the budget is used to the full: {stats:?}"
+    );
+    // The client waited for each window to slide (at most BUDGET requests per window),
+    // and no longer than that: the rate is the budget's, give or take the 50 ms margin
+    // and the time the requests themselves take.
+    let waits = windows as u32 - 1;
+    assert!(
+        elapsed >= WINDOW * waits,
+        "{} requests in {elapsed:?}: faster than the budget",
+        stats.accepted
+    );
+    assert!(
+        elapsed <= WINDOW.mul_f64(1.3) * waits + Duration::from_secs(1),
+        "{} requests in {elapsed:?}: slower than the budget",
+        stats.accepted
+    );
 }
 
 fn error_of(emu: &Emulator, config: Value, stream: &str) -> ConnectorError {
@@ -559,25 +500,46 @@ fn bad_token_is_an_auth_error_naming_the_token() {
 }
 
 #[test]
-fn forbidden_and_subscription_codes_are_config_errors() {
+fn forbidden_and_subscription_codes_fail_only_their_stream() {
     let emu = start(EmulatorConfig::default());
-    emu.inject(1, Fault::ClientError("forbidden".into()));
-    let err = error_of(&emu, config_for(&emu), "invoices");
-    assert_eq!(err.kind, ErrorKind::Config);
-    assert!(
-        err.message
-            .contains("denied access to getInvoiceList (forbidden)"),
-        "{}",
-        err.message
-    );
-    emu.inject(1, Fault::ClientError("subscription_trial_expired".into()));
-    let err = error_of(&emu, config_for(&emu), "clients");
-    assert_eq!(err.kind, ErrorKind::Config);
-    assert!(
-        err.message
-            .contains("subscription is not active (subscription_trial_expired)"),
-        "{}",
-        err.message
+    for (code, phrase) in [
+        (
+            "forbidden",
+            "denied access (forbidden) to stream invoices (getInvoiceList) page 1",
+        ),
+        (
+            "subscription_trial_expired",
+            "subscription is not active (subscription_trial_expired) for stream invoices (getInvoiceList) page 1",
+        ),
+    ] {
+        emu.inject_for("getInvoiceList", 0, Fault::ClientError(code.into()));
+        let (result, c) = read(&request(
+            config_for(&emu),
+            &["invoices", "clients"],
+            SyncMode::FullRefresh,
+            BTreeMap::new(),
+            Window::default(),
+        ));
+        let err = result.expect_err("the read reports the failure");
+        assert_eq!(err.kind, ErrorKind::Config, "{code}: never retried");
+        assert!(err.message.contains(phrase), "{code}: {}", err.message);
+        assert!(
+            matches!(c.status.get("invoices"), Some(StreamStatus::Incomplete { .. })),
+            "{code}"
+        );
+        assert!(pks(&c, "invoices").is_empty(), "{code}");
+        // A permission or plan is per query: the other stream goes on.
+        assert!(complete(&c, "clients"), "{code}: {:?}", c.status.get("clients"));
+        assert_eq!(
+            pks(&c, "clients").len(),
+            emu.dump(Collection::Clients).len(),
+            "{code}"
+        );
+    }
+    assert_eq!(
+        emu.stats().by_operation.get("getInvoiceList"),
+        Some(&2),
+        "one request per fault, none retried"
     );
 }
 
@@ -631,8 +593,8 @@ fn server_errors_and_slow_responses_are_retried() {
     assert_eq!(pks(&c, "assets").len(), emu.dump(Collection::Assets).len());
 }
 
-/// tickets, resolved, fr measured, fr met, res measured, res met, resolution hours.
-type SlaCounts = (u64, u64, u64, u64, u64, u64, f64);
+/// tickets, resolved, fr measured, fr met, res measured, res met, resolution micros.
+type SlaCounts = (u64, u64, u64, u64, u64, u64, i64);
 
 fn in_window(t: Option<chrono::NaiveDateTime>, w: &Window) -> bool {
     let Some(t) = t.map(|t| t.and_utc()) else {
@@ -641,15 +603,55 @@ fn in_window(t: Option<chrono::NaiveDateTime>, w: &Window) -> bool {
     w.start.is_none_or(|s| t >= s) && w.end.is_none_or(|e| t < e)
 }
 
+/// Asserts `got` is `want_num / want_den`, or null when the denominator is 0; returns
+/// whether it was the null case.
+fn assert_ratio(got: &Value, num: f64, den: f64, what: &str) -> bool {
+    if den == 0.0 {
+        assert!(
+            got.is_null(),
+            "{what}: null without a denominator, got {got}"
+        );
+        return true;
+    }
+    let g = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: a number, got {got}"));
+    assert!((g - num / den).abs() < 1e-9, "{what}: {g} != {}", num / den);
+    false
+}
+
 #[test]
 fn sla_and_productivity_metrics_match_independent_computation() {
-    let emu = start(EmulatorConfig::default());
+    // Six fractional digits: resolution times are not whole seconds.
+    let emu = start(EmulatorConfig {
+        ticket_fraction_digits: 6,
+        ..EmulatorConfig::default()
+    });
     let parse = |v: &Value| v.as_str().and_then(tributary_sandbox::superops::parse_time);
+    // After the generated history (which ends at the epoch): two new tickets of one client,
+    // nothing measured or resolved yet, and an old ticket resolved now by a technician who
+    // logged no time since the epoch.
+    emu.open_ticket(0);
+    emu.open_ticket(0);
+    let resolved_now = emu
+        .dump(Collection::Tickets)
+        .iter()
+        .find(|t| t["resolutionTime"].is_null() && !t["technician"].is_null())
+        .map(|t| id_text(&t["ticketId"]))
+        .expect("an open ticket with a technician");
+    assert!(emu.resolve_ticket(&resolved_now));
+    let epoch = tributary_sandbox::superops::epoch().and_utc();
+    let mut nulls = BTreeMap::<&str, u32>::new();
     for window in [
         Window::default(),
         Window {
             start: Some("2024-03-01T00:00:00Z".parse().expect("date")),
             end: Some("2024-06-01T00:00:00Z".parse().expect("date")),
+            ..Window::default()
+        },
+        Window {
+            start: Some(epoch),
+            end: Some(epoch + chrono::Duration::days(1)),
             ..Window::default()
         },
     ] {
@@ -673,7 +675,9 @@ fn sla_and_productivity_metrics_match_independent_computation() {
             e.0 += 1;
             if let Some(r) = parse(&t["resolutionTime"]) {
                 e.1 += 1;
-                e.6 += (r - created.expect("created")).num_seconds() as f64 / 3600.0;
+                e.6 += (r - created.expect("created"))
+                    .num_microseconds()
+                    .expect("micros");
             }
             if let Some(v) = t["firstResponseViolated"].as_bool() {
                 e.2 += 1;
@@ -684,6 +688,7 @@ fn sla_and_productivity_metrics_match_independent_computation() {
                 e.5 += u64::from(!v);
             }
         }
+        assert!(!want.is_empty(), "the window {window:?} has tickets");
         let got: BTreeMap<String, Value> = c.records["sla_summary"]
             .iter()
             .map(|r| (r.pk.clone(), serde_json::from_str(&r.data).expect("json")))
@@ -692,7 +697,7 @@ fn sla_and_productivity_metrics_match_independent_computation() {
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>()
         );
-        for (client, (n, resolved, frm, frmet, rm, rmet, hours)) in &want {
+        for (client, (n, resolved, frm, frmet, rm, rmet, micros)) in &want {
             let g = &got[client];
             assert_eq!(g["tickets"], json!(n));
             assert_eq!(g["resolved_tickets"], json!(resolved));
@@ -700,26 +705,18 @@ fn sla_and_productivity_metrics_match_independent_computation() {
             assert_eq!(g["first_response_met"], json!(frmet));
             assert_eq!(g["resolution_measured"], json!(rm));
             assert_eq!(g["resolution_met"], json!(rmet));
-            let close = |a: &Value, b: f64| (a.as_f64().expect("number") - b).abs() < 1e-9;
-            if *frm > 0 {
-                assert!(close(
-                    &g["first_response_attainment"],
-                    *frmet as f64 / *frm as f64
-                ));
-            } else {
-                assert!(g["first_response_attainment"].is_null());
-            }
-            if *rm > 0 {
-                assert!(close(
-                    &g["resolution_attainment"],
-                    *rmet as f64 / *rm as f64
-                ));
-            }
-            if *resolved > 0 {
-                assert!(
-                    close(&g["mean_resolution_hours"], hours / *resolved as f64),
-                    "{client}: {g}"
-                );
+            for (field, num, den) in [
+                ("first_response_attainment", *frmet as f64, *frm as f64),
+                ("resolution_attainment", *rmet as f64, *rm as f64),
+                (
+                    "mean_resolution_hours",
+                    *micros as f64 / 3.6e9,
+                    *resolved as f64,
+                ),
+            ] {
+                if assert_ratio(&g[field], num, den, &format!("{client} {field}")) {
+                    *nulls.entry(field).or_default() += 1;
+                }
             }
         }
         // Per technician: worklogs by billDateTime, tickets by resolutionTime.
@@ -758,7 +755,10 @@ fn sla_and_productivity_metrics_match_independent_computation() {
             .iter()
             .map(|r| (r.pk.clone(), serde_json::from_str(&r.data).expect("json")))
             .collect();
-        assert_eq!(got.len(), hours.len());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            hours.keys().collect::<Vec<_>>()
+        );
         for (tech, (n, total, billable, resolved)) in hours {
             let g = &got[&tech];
             assert_eq!(g["worklog_entries"], json!(n));
@@ -768,14 +768,26 @@ fn sla_and_productivity_metrics_match_independent_computation() {
             assert_eq!(as_cents(&g["worklog_hours"]), total);
             assert_eq!(as_cents(&g["billable_hours"]), billable);
             assert_eq!(g["tickets_resolved"], json!(resolved));
-            if total > 0 {
-                assert!(
-                    (g["billable_share"].as_f64().expect("share") - billable as f64 / total as f64)
-                        .abs()
-                        < 1e-9
-                );
+            if assert_ratio(
+                &g["billable_share"],
+                billable as f64,
+                total as f64,
+                &format!("{tech} billable_share"),
+            ) {
+                *nulls.entry("billable_share").or_default() += 1;
             }
         }
+    }
+    for field in [
+        "first_response_attainment",
+        "resolution_attainment",
+        "mean_resolution_hours",
+        "billable_share",
+    ] {
+        assert!(
+            nulls.get(field).is_some_and(|n| *n > 0),
+            "the null case of {field} was exercised: {nulls:?}"
+        );
     }
 }
 
@@ -944,35 +956,130 @@ fn secrets_never_reach_logs_errors_records_or_state() {
     }
 }
 
+/// Whether `v` is of one of the JSON Schema `types` (a string or a list of them).
+fn has_type(v: &Value, types: &Value) -> bool {
+    let names: Vec<&str> = match types {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return false,
+    };
+    names.iter().any(|t| match *t {
+        "string" => v.is_string(),
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        _ => false,
+    })
+}
+
 #[test]
-fn spec_and_discover_describe_every_stream() {
+fn the_catalog_describes_what_every_stream_emits() {
     let emu = start(EmulatorConfig::default());
-    let info = InProcess::<SuperOps>::info().expect("info");
-    assert_eq!(info.name, "superops");
     let catalog = InProcess::<SuperOps>::discover(
         &config_for(&emu),
         Arc::new(tributary_sdk::host::CollectingHandler::default()),
     )
     .expect("discover");
     let names: Vec<&str> = catalog.streams.iter().map(|s| s.name.as_str()).collect();
-    for s in LIST_STREAMS
-        .iter()
-        .map(|(s, _)| *s)
-        .chain(["sla_summary", "technician_productivity"])
-    {
-        assert!(names.contains(&s), "{s}");
+    let (result, c) = read(&request(
+        config_for(&emu),
+        &names,
+        SyncMode::FullRefresh,
+        BTreeMap::new(),
+        Window::default(),
+    ));
+    result.expect("read");
+    for d in &catalog.streams {
+        let records = c.records.get(&d.name).map(Vec::as_slice).unwrap_or(&[]);
+        assert!(!records.is_empty(), "{} emitted rows", d.name);
+        let props = d.json_schema["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{}: an object schema", d.name));
+        assert_eq!(d.primary_key.len(), 1, "{}", d.name);
+        let key = &d.primary_key[0];
+        for r in records {
+            let data: Value = serde_json::from_str(&r.data).expect("json");
+            for (field, v) in data.as_object().expect("an object") {
+                let prop = props
+                    .get(field)
+                    .unwrap_or_else(|| panic!("{}.{field} is not in the schema", d.name));
+                assert!(
+                    has_type(v, &prop["type"]),
+                    "{}.{field}: {v} is not {}",
+                    d.name,
+                    prop["type"]
+                );
+            }
+            assert_eq!(data[key], json!(r.pk), "{}: the key is {key}", d.name);
+            match &d.cursor_field {
+                Some(f) => {
+                    let t = data[f].as_str().expect("cursor text");
+                    assert_eq!(
+                        r.cursor.as_deref(),
+                        Some(cursor_of(t).as_str()),
+                        "{}",
+                        d.name
+                    );
+                }
+                None => assert!(r.cursor.is_none(), "{}", d.name),
+            }
+        }
+        assert_eq!(
+            d.sync_modes.contains(&SyncMode::Incremental),
+            d.cursor_field.is_some(),
+            "{}: incremental exactly when there is a cursor",
+            d.name
+        );
     }
-    let tickets = catalog
-        .streams
-        .iter()
-        .find(|s| s.name == "tickets")
-        .expect("tickets");
-    assert_eq!(tickets.cursor_field.as_deref(), Some("updatedTime"));
-    assert!(catalog
-        .streams
-        .iter()
-        .find(|s| s.name == "clients")
-        .expect("clients")
-        .cursor_field
-        .is_none());
+    // Every emulated list is offered.
+    for (stream, _) in LIST_STREAMS {
+        assert!(names.contains(stream), "{stream}");
+    }
+}
+
+#[test]
+fn spec_lists_exactly_the_accepted_settings_with_valid_defaults() {
+    let emu = start(EmulatorConfig::default());
+    let spec = tributary_superops::config::spec();
+    let props = spec["properties"].as_object().expect("properties");
+    // Every documented key at its documented default is accepted (the endpoint stays the
+    // emulator's: only loopback)...
+    let mut config = config_for(&emu);
+    for (key, p) in props {
+        if key == "api_url" {
+            assert!(p["default"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("https://")));
+            continue;
+        }
+        if let Some(default) = p.get("default") {
+            config[key] = default.clone();
+        }
+    }
+    let c = tributary_superops::config::Config::from_value(config.clone())
+        .expect("the spec's defaults are valid");
+    assert_eq!(
+        c.reconcile_every.to_string(),
+        props["reconcile_every"]["default"]
+    );
+    // ...and works against the API.
+    config["requests_per_minute"] = json!(0);
+    InProcess::<SuperOps>::check(&config, CollectingHandler::new()).expect("check");
+    // Every required key is required, and no undocumented key is accepted.
+    for key in spec["required"].as_array().expect("required") {
+        let mut missing = config.clone();
+        missing
+            .as_object_mut()
+            .expect("object")
+            .remove(key.as_str().expect("name"));
+        assert!(
+            tributary_superops::config::Config::from_value(missing).is_err(),
+            "{key}"
+        );
+    }
+    config["reconcile_evry"] = json!("24h");
+    assert!(tributary_superops::config::Config::from_value(config).is_err());
 }

@@ -684,6 +684,41 @@ impl Tenant {
         true
     }
 
+    /// Removes the row of `collection` whose key ([`Collection::key_field`]) is `id`, as a
+    /// deletion in SuperOps does: the object is simply no longer listed (the API has no
+    /// deletion feed). Nothing else changes: rows that refer to it (a removed client's
+    /// tickets and sites, a removed ticket's worklogs) stay as they are, since the
+    /// reference does not say that deletions cascade. Returns false when there is no
+    /// such row.
+    pub fn remove(&mut self, collection: Collection, id: &str) -> bool {
+        let key = collection.key_field();
+        let Some(list) = self.rows.get_mut(&collection) else {
+            return false;
+        };
+        let Some(pos) = list
+            .iter()
+            .position(|r| r.get(key).and_then(Value::as_str).is_some_and(|v| v == id))
+        else {
+            return false;
+        };
+        list.remove(pos);
+        if collection == Collection::Tickets {
+            // Positions after the removed row moved up by one.
+            self.ticket_pos = list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| {
+                    t.get("ticketId")
+                        .and_then(Value::as_str)
+                        .map(|s| (s.to_string(), i))
+                })
+                .collect();
+        }
+        // Cached scans hold row positions: they are stale now.
+        self.generation += 1;
+        true
+    }
+
     /// The id of the ticket at position `index` in creation order.
     pub fn ticket_id(&self, index: usize) -> Option<String> {
         self.rows(Collection::Tickets)

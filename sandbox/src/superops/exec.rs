@@ -75,6 +75,50 @@ pub fn client_error_body(code: &str, path: Option<&str>, message: &str, param: V
     .to_string()
 }
 
+/// The body graphql-java answers when `query` sub-selects a field that the schema types
+/// as a JSON scalar: reported for the first sub-selected field inside the rows (or the
+/// row list itself when the rows select only leaves), as if that field had become JSON.
+pub fn sub_selection_not_allowed(query: &str) -> String {
+    let mut path: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut loc = (1, 1);
+    if let Ok(op) = graphql::parse(query) {
+        if let Some(root) = op.selection.first() {
+            let list_key = schema::list_query(&root.name).map_or("", |q| q.list_key);
+            if let Some(list) = root.selection.iter().flatten().find(|f| f.name == list_key) {
+                let nested = list
+                    .selection
+                    .iter()
+                    .flatten()
+                    .find(|f| f.selection.is_some());
+                path = vec![root.key().to_string(), list.key().to_string()];
+                match nested {
+                    Some(f) => {
+                        path.push(f.key().to_string());
+                        field = f.name.clone();
+                        loc = f.location;
+                    }
+                    None => {
+                        field = list.name.clone();
+                        loc = list.location;
+                    }
+                }
+            }
+        }
+    }
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    json!({
+        "errors": [validation_error(
+            "SubSelectionNotAllowed",
+            &p,
+            &format!("Sub selection not allowed on leaf type JSON of field {field}"),
+            loc,
+        )],
+        "data": null,
+    })
+    .to_string()
+}
+
 fn validate_selection(
     type_name: &str,
     sel: &[Field],

@@ -5,8 +5,9 @@
 //!   inside JSON scalars, zone-less timestamps in several precisions, HTTP 400 with an
 //!   empty body for a missing subdomain, 401 for a bad token, `rate_limit_exceeded` with
 //!   HTTP 200, `SubSelectionNotAllowed` for sub-selected JSON fields.
-//! - Tests steer it: mutations ([`Emulator::open_ticket`], [`Emulator::on_request`]),
-//!   faults ([`Emulator::inject`]) and the rate limit ([`Emulator::set_rate_limit`]).
+//! - Tests steer it: mutations ([`Emulator::open_ticket`], [`Emulator::remove`],
+//!   [`Emulator::on_request`]), faults ([`Emulator::inject`], [`Emulator::inject_for`]) and
+//!   the rate limit ([`Emulator::set_rate_limit`]).
 //!
 //! ```text
 //! cargo run -p tributary-sandbox -- superops --port 8602

@@ -266,6 +266,22 @@ pub enum Collection {
     Invoices,
 }
 
+impl Collection {
+    /// The top-level field that identifies a row (the primary key the API documents).
+    pub fn key_field(self) -> &'static str {
+        match self {
+            Collection::Tickets => "ticketId",
+            Collection::Clients => "accountId",
+            Collection::Sites | Collection::Alerts => "id",
+            Collection::Contracts => "contractId",
+            Collection::Technicians => "userId",
+            Collection::Worklogs => "itemId",
+            Collection::Assets => "assetId",
+            Collection::Invoices => "invoiceId",
+        }
+    }
+}
+
 /// Where the `ListInfoInput` sits in a query's argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputShape {

@@ -86,6 +86,18 @@ pub enum Fault {
     ClientError(String),
     /// Answer with the first half of the rows plus an `errors` entry (partial data).
     Partial,
+    /// Answer with the `SubSelectionNotAllowed` validation error graphql-java gives when
+    /// a field the request sub-selects has become a JSON scalar (schema drift): the
+    /// first sub-selected field inside the rows, and `data: null`.
+    SubSelectionNotAllowed,
+}
+
+/// A fault aimed at one operation: applied to the request to `root` after `skip` other
+/// accepted requests to it.
+struct Targeted {
+    root: String,
+    skip: u64,
+    fault: Fault,
 }
 
 type Hook = Box<dyn FnOnce(&mut Tenant) + Send>;
@@ -95,7 +107,31 @@ struct Control {
     rate_limit: Option<RateLimit>,
     accepted: VecDeque<Instant>,
     faults: VecDeque<Fault>,
+    targeted: Vec<Targeted>,
     hooks: Vec<(u64, Hook)>,
+}
+
+impl Control {
+    /// The fault for a request calling `ops`: an aimed one if due, else the next queued.
+    fn next_fault(&mut self, ops: &[String]) -> Option<Fault> {
+        let mut hit = None;
+        for (i, t) in self.targeted.iter_mut().enumerate() {
+            if !ops.contains(&t.root) {
+                continue;
+            }
+            if t.skip == 0 {
+                if hit.is_none() {
+                    hit = Some(i);
+                }
+            } else {
+                t.skip -= 1;
+            }
+        }
+        match hit {
+            Some(i) => Some(self.targeted.remove(i).fault),
+            None => self.faults.pop_front(),
+        }
+    }
 }
 
 /// Request counters.
@@ -232,6 +268,12 @@ impl Emulator {
         self.with_tenant(|t| t.resolve_ticket(ticket_id))
     }
 
+    /// Removes the row of `collection` whose key is `id` (see [`Tenant::remove`]): it is
+    /// no longer listed. Returns false when there is no such row.
+    pub fn remove(&self, collection: Collection, id: &str) -> bool {
+        self.with_tenant(|t| t.remove(collection, id))
+    }
+
     /// Every row of `collection`, rendered with all fields as the API would send them.
     pub fn dump(&self, collection: Collection) -> Vec<Value> {
         self.with_tenant(|t| {
@@ -263,9 +305,22 @@ impl Emulator {
         }
     }
 
-    /// Drops queued faults.
+    /// Queues `fault` for one request to root field `root` (`getInvoiceList`, …): the
+    /// one that follows `skip` other accepted requests to it. Aimed faults go before the
+    /// queue of [`Emulator::inject`].
+    pub fn inject_for(&self, root: &str, skip: u64, fault: Fault) {
+        lock(&self.shared.control).targeted.push(Targeted {
+            root: root.to_string(),
+            skip,
+            fault,
+        });
+    }
+
+    /// Drops queued and aimed faults.
     pub fn clear_faults(&self) {
-        lock(&self.shared.control).faults.clear();
+        let mut c = lock(&self.shared.control);
+        c.faults.clear();
+        c.targeted.clear();
     }
 
     /// Request counters so far.
@@ -366,6 +421,11 @@ async fn graphql_execute(
         lock(&shared.stats).unauthorized += 1;
         return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
+    let req: Result<GraphQlRequest, _> = serde_json::from_slice(&body);
+    let ops = req
+        .as_ref()
+        .map(|r| exec::root_fields(&r.query))
+        .unwrap_or_default();
     let gate = {
         let mut c = lock(&shared.control);
         let now = Instant::now();
@@ -395,7 +455,7 @@ async fn graphql_execute(
                 s.accepted += 1;
                 s.accepted
             };
-            let fault = c.faults.pop_front();
+            let fault = c.next_fault(&ops);
             let mut due = Vec::new();
             let mut i = 0;
             while i < c.hooks.len() {
@@ -432,7 +492,7 @@ async fn graphql_execute(
             h(&mut t);
         }
     }
-    let req: GraphQlRequest = match serde_json::from_slice(&body) {
+    let req: GraphQlRequest = match req {
         Ok(r) => r,
         Err(e) => {
             return json_response(
@@ -443,7 +503,6 @@ async fn graphql_execute(
         }
     };
     {
-        let ops = exec::root_fields(&req.query);
         let mut s = lock(&shared.stats);
         for op in ops {
             *s.by_operation.entry(op).or_default() += 1;
@@ -459,6 +518,9 @@ async fn graphql_execute(
             return json_response(
                 exec::client_error_body(&code, None, "Request failed", json!({})).into_bytes(),
             )
+        }
+        Some(Fault::SubSelectionNotAllowed) => {
+            return json_response(exec::sub_selection_not_allowed(&req.query).into_bytes())
         }
         Some(Fault::Partial) | None => {}
     }

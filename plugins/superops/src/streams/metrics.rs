@@ -21,6 +21,12 @@
 //!
 //! With a client filter, only that client's tickets count, and only TICKET-module
 //! worklogs on those tickets (PROJECT entries carry no client).
+//!
+//! **Deletions.** Both streams are recomputed in full on every read, so without a
+//! narrowing window each read is a complete snapshot of them: the row of a client or
+//! technician that no longer has anything to aggregate (its tickets and worklogs were
+//! deleted, or re-assigned) is marked deleted instead of keeping stale figures. The
+//! snapshot is completed only when the ticket and worklog scans behind it were whole.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -62,8 +68,17 @@ fn name_of(v: Option<&Value>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The tickets of one read, as the metrics need them.
+#[derive(Debug)]
+pub struct Facts {
+    /// One entry per ticket.
+    pub list: Vec<TicketFact>,
+    /// The scan was a whole listing ([`super::ScanOutcome::is_whole`], no repeats).
+    pub whole: bool,
+}
+
 /// Scans the tickets the metrics (and client-filtered worklogs) need, once per read.
-pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Vec<TicketFact>>> {
+pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Facts>> {
     ctx.facts
         .get_or_try_init(|| async {
             let def = defs::find("tickets").ok_or_else(|| Error::Other("tickets stream undefined".into()))?;
@@ -78,7 +93,8 @@ pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Vec<TicketFact>>> {
             let mut seen = HashSet::new();
             let mut facts = Vec::new();
             let mut page_no = 0;
-            full_scan(ctx, &scan, |page| {
+            let mut repeated = false;
+            let outcome = full_scan(ctx, &scan, |page| {
                 page_no += 1;
                 for (i, raw) in page.items.iter().enumerate() {
                     let (_, v) = parse_row(raw, "tickets", page_no, i)?;
@@ -90,6 +106,7 @@ pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Vec<TicketFact>>> {
                         }
                     }
                     if !seen.insert(id.clone()) {
+                        repeated = true;
                         continue;
                     }
                     facts.push(TicketFact {
@@ -107,7 +124,10 @@ pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Vec<TicketFact>>> {
                 Ok(true)
             })
             .await?;
-            Ok(Arc::new(facts))
+            Ok(Arc::new(Facts {
+                list: facts,
+                whole: outcome.is_whole() && !repeated,
+            }))
         })
         .await
         .cloned()
@@ -155,24 +175,32 @@ fn ratio(num: u64, den: u64) -> Value {
     }
 }
 
-/// Emits derived stream `name`.
+/// Emits derived stream `name`; without a narrowing window, as a snapshot.
 pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
     let facts = ticket_facts(ctx).await?;
     let window = json!({
         "window_start": ctx.window.start.map(time::to_cursor),
         "window_end": ctx.window.end.map(time::to_cursor),
     });
-    let records = if name == SLA_SUMMARY {
-        sla_summary(ctx, &facts, &window)?
+    let (records, whole) = if name == SLA_SUMMARY {
+        (sla_summary(ctx, &facts.list, &window)?, facts.whole)
     } else {
-        technician_productivity(ctx, &facts, &window).await?
+        let (records, worklogs_whole) = technician_productivity(ctx, &facts.list, &window).await?;
+        (records, facts.whole && worklogs_whole)
     };
     let n = records.len();
+    let cut = ctx.window.limit.is_some_and(|l| n as u64 > l);
     let records: Vec<Record> = match ctx.window.limit {
         Some(l) => records.into_iter().take(l as usize).collect(),
         None => records,
     };
+    let snapshot = super::open_snapshot(ctx, name)?;
     ctx.out.records(name, records)?;
+    super::conclude(
+        snapshot,
+        whole && !cut,
+        "the rows were cut by the record limit, or the scans behind them changed while they were paged",
+    )?;
     tracing::info!("stream {name}: {n} rows");
     Ok(())
 }
@@ -186,7 +214,9 @@ struct SlaAcc {
     fr_met: u64,
     res_measured: u64,
     res_met: u64,
-    resolution_seconds: i64,
+    /// Σ (resolutionTime − createdTime) in microseconds: timestamps carry up to six
+    /// fractional digits, which whole seconds would drop.
+    resolution_micros: i128,
 }
 
 fn sla_summary(ctx: &Ctx, facts: &[TicketFact], window: &Value) -> Result<Vec<Record>> {
@@ -203,7 +233,7 @@ fn sla_summary(ctx: &Ctx, facts: &[TicketFact], window: &Value) -> Result<Vec<Re
         a.tickets += 1;
         if let Some(r) = f.resolved {
             a.resolved += 1;
-            a.resolution_seconds += (r - created).num_seconds();
+            a.resolution_micros += micros_between(created, r);
         }
         if let Some(v) = f.fr_violated {
             a.fr_measured += 1;
@@ -228,7 +258,7 @@ fn sla_summary(ctx: &Ctx, facts: &[TicketFact], window: &Value) -> Result<Vec<Re
                 "resolution_measured": a.res_measured,
                 "resolution_met": a.res_met,
                 "resolution_attainment": ratio(a.res_met, a.res_measured),
-                "mean_resolution_hours": if a.resolved == 0 { Value::Null } else { json!(a.resolution_seconds as f64 / 3600.0 / a.resolved as f64) },
+                "mean_resolution_hours": if a.resolved == 0 { Value::Null } else { json!(a.resolution_micros as f64 / 3.6e9 / a.resolved as f64) },
             });
             merge(&mut row, window);
             Record::from_value(client, &row).map_err(|e| Error::Other(e.message))
@@ -245,17 +275,19 @@ struct TechAcc {
     resolved: u64,
 }
 
+/// The rows, and whether the worklog scans behind them were whole listings.
 async fn technician_productivity(
     ctx: &Ctx,
     facts: &[TicketFact],
     window: &Value,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, bool)> {
     let def = defs::find("worklog_entries")
         .ok_or_else(|| Error::Other("worklog stream undefined".into()))?;
     let ticket_ids: Option<HashSet<&str>> = ctx
         .clients()
         .map(|_| facts.iter().map(|f| f.id.as_str()).collect());
     let mut by_tech: BTreeMap<String, TechAcc> = BTreeMap::new();
+    let mut whole = true;
     for module in ["TICKET", "PROJECT"] {
         if ticket_ids.is_some() && module == "PROJECT" {
             continue;
@@ -268,7 +300,8 @@ async fn technician_productivity(
         scan.module = Some(module);
         let mut seen = HashSet::new();
         let mut page_no = 0;
-        full_scan(ctx, &scan, |page| {
+        let mut repeated = false;
+        let outcome = full_scan(ctx, &scan, |page| {
             page_no += 1;
             for (i, raw) in page.items.iter().enumerate() {
                 let (_, v) = parse_row(raw, "worklog_entries", page_no, i)?;
@@ -276,6 +309,7 @@ async fn technician_productivity(
                     continue;
                 };
                 if !seen.insert(item) {
+                    repeated = true;
                     continue;
                 }
                 if let Some(ids) = &ticket_ids {
@@ -315,6 +349,7 @@ async fn technician_productivity(
             Ok(true)
         })
         .await?;
+        whole &= outcome.is_whole() && !repeated;
     }
     for f in facts {
         let (Some(tech), Some(resolved)) = (&f.tech_id, f.resolved) else {
@@ -327,7 +362,7 @@ async fn technician_productivity(
         a.name = a.name.take().or_else(|| f.tech_name.clone());
         a.resolved += 1;
     }
-    by_tech
+    let records = by_tech
         .into_iter()
         .map(|(tech, a)| {
             let mut row = json!({
@@ -342,7 +377,14 @@ async fn technician_productivity(
             merge(&mut row, window);
             Record::from_value(tech, &row).map_err(|e| Error::Other(e.message))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((records, whole))
+}
+
+/// `to − from` in microseconds (exact for every timestamp the API sends).
+fn micros_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i128 {
+    let d = to - from;
+    i128::from(d.num_seconds()) * 1_000_000 + i128::from(d.subsec_nanos() / 1_000)
 }
 
 fn merge(row: &mut Value, extra: &Value) {

@@ -1,9 +1,17 @@
 //! Reading streams: the shared page machinery ([`Scan`], [`full_scan`]), the generic
 //! full-refresh reader for list streams, and dispatch to tickets (incremental) and the
 //! derived metric streams.
+//!
+//! **Deletions.** The API has no deletion feed; a deleted object is simply no longer
+//! listed. So every full-refresh stream read without a narrowing window is a snapshot
+//! ([`Coverage::Window`]): the host marks the rows it did not see `_deleted`. A snapshot is
+//! completed only when the listing is provably whole ([`ScanOutcome::is_whole`]): every
+//! page read, no limit hit, no error, and the list did not move under the offsets while
+//! it was paged. Tickets have their own listing of ids (`reconcile`).
 
 mod defs;
 mod metrics;
+mod reconcile;
 mod tickets;
 
 use std::collections::{HashSet, VecDeque};
@@ -13,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
-use tributary_sdk::{Emitter, ReadRequest, Record, SyncMode, Window};
+use tributary_sdk::{Coverage, Emitter, ReadRequest, Record, Snapshot, SyncMode, Window};
 
 use crate::client::Client;
 use crate::config::Config;
@@ -38,7 +46,7 @@ pub struct Ctx {
     /// Output.
     pub out: Emitter,
     /// Ticket facts, scanned once per read when metrics or client-filtered worklogs need them.
-    facts: OnceCell<Arc<Vec<metrics::TicketFact>>>,
+    facts: OnceCell<Arc<metrics::Facts>>,
 }
 
 impl Ctx {
@@ -166,6 +174,35 @@ fn client_condition(clients: &[String]) -> Option<Value> {
     }
 }
 
+/// How a [`full_scan`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// The scan reached the last page (`on_page` did not stop it).
+    pub finished: bool,
+    /// Rows delivered, over all pages.
+    pub rows: u64,
+    /// `totalCount` of page 1, when the API sent one.
+    pub total: Option<u64>,
+    /// Every page reported page 1's `totalCount`.
+    pub steady: bool,
+}
+
+impl ScanOutcome {
+    /// Whether the pages add up to one listing of the whole list: the scan finished, the
+    /// count did not move while it was paged, and the rows delivered are that count.
+    ///
+    /// Offset paging is exact only over a list that holds still: an object deleted (or
+    /// added in front) between two page requests shifts the later pages by one, and a
+    /// live row is skipped, which a snapshot would then mark deleted. A moving count
+    /// reveals that; so does an unstable sort order (a row served twice means another was
+    /// skipped), which callers detect by key. What this cannot see is a deletion and a
+    /// creation that cancel out between the same two requests; such a row is marked and
+    /// comes back live on the next run.
+    pub fn is_whole(&self) -> bool {
+        self.finished && self.steady && self.total.is_none_or(|t| t == self.rows)
+    }
+}
+
 /// Reads every page of `scan`, fetching up to `config.concurrency` pages at once and
 /// handing them to `on_page` in page order. `on_page` returns `false` to stop early.
 ///
@@ -177,13 +214,23 @@ pub async fn full_scan(
     ctx: &Ctx,
     scan: &Scan,
     mut on_page: impl FnMut(Page) -> Result<bool>,
-) -> Result<()> {
+) -> Result<ScanOutcome> {
     let size = scan.page_size;
     ctx.out.check_cancelled()?;
     let first = scan.fetch(&ctx.client, 1, size).await?;
     let (more, total) = (first.has_more, first.total_count);
-    if !on_page(first)? || !more {
-        return Ok(());
+    let mut outcome = ScanOutcome {
+        finished: false,
+        rows: first.items.len() as u64,
+        total,
+        steady: true,
+    };
+    if !on_page(first)? {
+        return Ok(outcome);
+    }
+    if !more {
+        outcome.finished = true;
+        return Ok(outcome);
     }
     let mut planned = total.map_or(2, |t| t.div_ceil(u64::from(size)).max(2)) as u32;
     let mut next = 2u32;
@@ -199,7 +246,9 @@ pub async fn full_scan(
             next += 1;
         }
         let Some(handle) = inflight.pop_front() else {
-            break Ok(());
+            // Not reached (a page saying `hasMore` always plans the next); conservatively
+            // an unfinished scan.
+            break Ok(outcome);
         };
         let page = match handle.await {
             Ok(Ok(p)) => p,
@@ -210,13 +259,16 @@ pub async fn full_scan(
             break Err(e.into());
         }
         let (more, empty) = (page.has_more, page.items.is_empty());
+        outcome.rows += page.items.len() as u64;
+        outcome.steady &= page.total_count == total;
         match on_page(page) {
             Ok(true) => {}
-            Ok(false) => break Ok(()),
+            Ok(false) => break Ok(outcome),
             Err(e) => break Err(e),
         }
         if !more || empty {
-            break Ok(());
+            outcome.finished = true;
+            break Ok(outcome);
         }
         if inflight.is_empty() && next > planned {
             planned = next;
@@ -276,8 +328,37 @@ pub async fn read_stream(
     }
 }
 
+/// Opens a [`Coverage::Window`] snapshot of `stream`, unless the window narrows the read
+/// (a client filter or dates): then absent rows prove nothing, and none is opened.
+fn open_snapshot(ctx: &Ctx, stream: &str) -> Result<Option<Snapshot>> {
+    if ctx.window.narrows() {
+        return Ok(None);
+    }
+    Ok(Some(ctx.out.snapshot(stream, Coverage::Window)?))
+}
+
+/// Completes `snapshot` when the listing was `whole`, otherwise gives it up (nothing is
+/// concluded) and logs `why_not`. Returns whether it was completed.
+fn conclude(snapshot: Option<Snapshot>, whole: bool, why_not: &str) -> Result<bool> {
+    let Some(snap) = snapshot else {
+        return Ok(false);
+    };
+    if whole {
+        snap.complete()?;
+        Ok(true)
+    } else {
+        tracing::warn!(
+            "stream {}: {why_not}; no deletions are concluded this run",
+            snap.stream()
+        );
+        snap.abandon();
+        Ok(false)
+    }
+}
+
 /// A full-refresh list stream: every page, deduplicated by primary key, filtered by the
-/// window's clients and dates, at most `window.limit` records.
+/// window's clients and dates, at most `window.limit` records. Read without a narrowing
+/// window it is a snapshot, spanning both modules for worklogs.
 async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
     let clients = ctx.clients();
     // Worklogs have no client; with a client filter they are kept when logged on one of
@@ -286,6 +367,7 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
         (Some(_), "worklog_entries") => Some(
             metrics::ticket_facts(ctx)
                 .await?
+                .list
                 .iter()
                 .map(|f| f.id.clone())
                 .collect(),
@@ -297,11 +379,16 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
     } else {
         &[None]
     };
+    // Opened before the first page, so that everything emitted below counts as seen;
+    // an error or a cancel drops it, which abandons it.
+    let snapshot = open_snapshot(ctx, def.name)?;
     let mut seen: HashSet<String> = HashSet::new();
     let mut emitted: u64 = 0;
+    let mut whole = true;
     let limit = ctx.window.limit;
     for module in modules {
         if limit.is_some_and(|l| emitted >= l) {
+            whole = false;
             break;
         }
         let mut scan = Scan::new(def, def.selection, ctx.config.page_size);
@@ -314,7 +401,8 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
             scan.client_id = ctx.window.clients.first().cloned();
         }
         let mut page_no = 0u32;
-        full_scan(ctx, &scan, |page| {
+        let mut repeated = false;
+        let outcome = full_scan(ctx, &scan, |page| {
             page_no += 1;
             let mut batch = Vec::with_capacity(page.items.len());
             for (i, raw) in page.items.iter().enumerate() {
@@ -344,6 +432,9 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
                     }
                 }
                 if !seen.insert(pk.clone()) {
+                    // Served twice: the order moved under the offsets, so another row
+                    // may have been skipped.
+                    repeated = true;
                     continue;
                 }
                 batch.push(Record::from_json(pk, text));
@@ -356,7 +447,13 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
             Ok(limit.is_none_or(|l| emitted < l))
         })
         .await?;
+        whole &= outcome.is_whole() && !repeated;
     }
+    conclude(
+        snapshot,
+        whole,
+        "the listing was cut by the record limit or changed while it was paged",
+    )?;
     tracing::info!("stream {}: {emitted} records", def.name);
     Ok(())
 }

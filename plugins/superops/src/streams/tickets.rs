@@ -12,6 +12,13 @@
 //! - **De-duplication**: the state keeps, besides the cursor, the id and `updatedTime` of
 //!   rows inside the overlap window; a re-read row is emitted again only if its
 //!   `updatedTime` changed. Within a run, a row is emitted once per version.
+//! - **Deletions**: the API has no deletion feed. A first run (and every full refresh)
+//!   reads every ticket, so without a narrowing window it is a snapshot of the stream.
+//!   Later runs list every ticket id when `reconcile_every` says a listing is due (see
+//!   `reconcile`), after the walk. Either way the state records when the last complete
+//!   listing started (`reconciled_at`), and the checkpoint follows the snapshot's
+//!   completion. Narrowed runs (a client filter or dates) never list: they keep their own
+//!   state scope, and a one-client extraction must stay cheap.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tributary_sdk::Record;
 
-use super::{client_condition, defs, full_scan, parse_row, Ctx, Scan};
+use super::{client_condition, defs, full_scan, parse_row, reconcile, Ctx, Scan};
 use crate::error::{Error, Result};
 use crate::time;
 
@@ -39,6 +46,11 @@ pub struct TicketState {
     /// `updatedTime` (RFC 3339).
     #[serde(default)]
     pub seen: BTreeMap<String, String>,
+    /// When the last complete listing of every ticket (a first run, a full refresh or a
+    /// reconciliation) started, RFC 3339 UTC. Absent in states written before deletions
+    /// were tracked: a listing is then due at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<String>,
 }
 
 struct Run {
@@ -50,6 +62,7 @@ struct Run {
     count: u64,
     limit: Option<u64>,
     pages: u32,
+    reconciled_at: Option<String>,
 }
 
 impl Run {
@@ -133,6 +146,7 @@ impl Run {
         TicketState {
             cursor: cursor.map(time::to_cursor),
             seen: out,
+            reconciled_at: self.reconciled_at.clone(),
         }
     }
 }
@@ -158,6 +172,8 @@ fn base_conditions(ctx: &Ctx) -> Vec<serde_json::Value> {
 
 /// Reads tickets, continuing from `state` when given.
 pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
+    // A listing's time is when it started: anything deleted after that is for the next.
+    let started = Utc::now();
     let overlap = ctx.config.overlap();
     let def = defs::find(STREAM).ok_or_else(|| Error::Other("tickets stream undefined".into()))?;
     let previous = state
@@ -187,10 +203,23 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         count: 0,
         limit: ctx.window.limit,
         pages: 0,
+        reconciled_at: state.as_ref().and_then(|s| s.reconciled_at.clone()),
     };
     if previous.is_some() {
         keyset(ctx, def, &mut run, floor, previous, true).await?;
+        let last = run.reconciled_at.as_deref().and_then(time::parse);
+        // Under a limit the walk stopped early; the listing waits for a run that ends.
+        if !run.limited()
+            && !ctx.window.narrows()
+            && ctx.config.reconcile_every.due(last, started)
+            && reconcile::ticket_ids(ctx, def).await?
+        {
+            run.reconciled_at = Some(time::to_cursor(started));
+            ctx.out.checkpoint(STREAM, &run.state(previous, overlap))?;
+        }
     } else {
+        // Every ticket is read: a snapshot, opened before the first record.
+        let snapshot = super::open_snapshot(ctx, STREAM)?;
         // The signpost: the newest updatedTime right now. Anything edited from here on
         // gets a later time and is found by the walk after the scan.
         let mut probe = Scan::new(def, "ticketId updatedTime", 1).with_sort("updatedTime", true);
@@ -209,12 +238,15 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         let scan = Scan::new(def, def.selection, ctx.config.page_size)
             .with_sort("createdTime", false)
             .with_condition(conditions);
-        full_scan(ctx, &scan, |page| {
+        let outcome = full_scan(ctx, &scan, |page| {
             let (batch, _) = run.process(ctx, &page.items)?;
             ctx.out.records(STREAM, batch)?;
             Ok(!run.limited())
         })
         .await?;
+        // Unnarrowed, every row of the scan is emitted unless its id came twice (the
+        // order moved under the offsets, so another may have been skipped).
+        let distinct = run.emitted.len() as u64 == outcome.rows;
         if run.limited() {
             // Rows came in createdTime order, so no cursor covers exactly what was sent.
             tracing::info!(
@@ -225,6 +257,13 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         if let Some(signpost) = signpost {
             let lower = (signpost - overlap).max(start.unwrap_or(signpost - overlap));
             keyset(ctx, def, &mut run, Some(lower), None, false).await?;
+        }
+        if super::conclude(
+            snapshot,
+            outcome.is_whole() && distinct && !run.limited(),
+            "the ticket list changed while it was paged",
+        )? {
+            run.reconciled_at = Some(time::to_cursor(started));
         }
     }
     if !run.limited() || previous.is_some() {
