@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tributary_quickbooks::QuickBooks;
 use tributary_sandbox::quickbooks::{
-    Counts, Emulator, EmulatorConfig, FaultKind, FaultSpec, Limits,
+    CdcCapOrder, Counts, Emulator, EmulatorConfig, FaultKind, FaultSpec, Limits,
 };
 use tributary_sdk::host::{Collected, CollectingHandler, HostHandler, InProcess, RecordBatch};
 use tributary_sdk::{
@@ -354,9 +354,13 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
     assert_eq!(c2.keys["invoices"].len(), 2600);
     assert!(c2.snapshot_completed("invoices"));
 
-    // The same inside the CDC window, where one second holds more than the 1,000 cap.
+    // The same inside the CDC window: 900 objects changed in one recent second (under
+    // CDC's cap of 1,000), then more written later in that second.
     let recent = emu.now();
-    emu.set_timestamps(Some("Invoice"), recent);
+    let restamped: Vec<String> = emu.ids("Invoice").into_iter().take(900).collect();
+    for id in &restamped {
+        assert!(emu.set_timestamp("Invoice", id, recent));
+    }
     let (r3, c3) = read(&request(
         &cfg,
         &["invoices"],
@@ -366,14 +370,22 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
     r3.expect("third run");
     rotate(&mut cfg, &c3);
     assert!(c3.logs.iter().any(|l| l.contains("through CDC")));
+    assert!(
+        !c3.logs.iter().any(|l| l.contains("reconciling")),
+        "{:#?}",
+        c3.logs
+    );
+    let got: BTreeSet<String> = pks(&c3, "invoices").into_iter().collect();
     assert_eq!(
-        pks(&c3, "invoices").len(),
-        2603,
+        got,
+        restamped.iter().cloned().collect(),
         "re-stamped objects are changes"
     );
     assert_unique(&c3, "invoices");
     let more = emu.create("Invoice", 4);
-    emu.set_timestamps(Some("Invoice"), recent);
+    for id in &more {
+        assert!(emu.set_timestamp("Invoice", id, recent));
+    }
     let (r4, c4) = read(&request(
         &cfg,
         &["invoices"],
@@ -381,51 +393,113 @@ fn many_rows_on_one_timestamp_query_path_and_cdc_path() {
         &c3.state,
     ));
     r4.expect("fourth run");
+    assert!(!c4.logs.iter().any(|l| l.contains("reconciling")));
     let got: BTreeSet<String> = pks(&c4, "invoices").into_iter().collect();
     assert_eq!(got, more.iter().cloned().collect());
 }
 
 #[test]
-fn cdc_window_over_the_cap_is_split_not_truncated() {
-    let emu = emulator(Counts {
-        invoices: 30,
-        ..Counts::invoices_only(0)
-    });
-    let mut cfg = config(&emu, json!({}));
-    let (r1, c1) = read(&request(
-        &cfg,
-        &["invoices"],
-        SyncMode::Incremental,
-        &BTreeMap::new(),
-    ));
-    r1.expect("first run");
-    rotate(&mut cfg, &c1);
-    // Changes of the next hour (server time), seven to a second: 2,500 of them.
-    emu.advance_clock(chrono::Duration::hours(1));
-    let created = emu.create("Invoice", 2500);
-    let base = emu.now() - chrono::Duration::minutes(30);
-    for (i, id) in created.iter().enumerate() {
-        assert!(emu.set_timestamp(
-            "Invoice",
-            id,
-            base + chrono::Duration::seconds((i / 7) as i64)
+fn a_cdc_answer_at_the_cap_is_never_trusted_whatever_order_the_server_truncates_in() {
+    // The documentation says a CDC answer stops at 1,000 objects but not which ones it
+    // keeps. Whatever the server's order, more than 1,000 changes since the last complete
+    // read must still arrive exactly, deletions included.
+    for order in [
+        CdcCapOrder::OldestFirst,
+        CdcCapOrder::NewestFirst,
+        CdcCapOrder::ById,
+    ] {
+        let emu = emulator(Counts {
+            invoices: 300,
+            ..Counts::invoices_only(0)
+        });
+        emu.set_cdc_cap_order(order);
+        let mut cfg = config(&emu, json!({}));
+        let (r1, c1) = read(&request(
+            &cfg,
+            &["invoices"],
+            SyncMode::Incremental,
+            &BTreeMap::new(),
         ));
+        r1.expect("first run");
+        rotate(&mut cfg, &c1);
+        // An hour later (server time): 2,500 creates, 50 updates and 20 deletions of the
+        // older objects, seven changes to a second.
+        emu.advance_clock(chrono::Duration::hours(1));
+        let old = emu.ids("Invoice");
+        let created = emu.create("Invoice", 2500);
+        let updated: Vec<String> = old.iter().step_by(6).take(50).cloned().collect();
+        let deleted: Vec<String> = old
+            .iter()
+            .filter(|id| !updated.contains(id))
+            .step_by(7)
+            .take(20)
+            .cloned()
+            .collect();
+        let base = emu.now() - chrono::Duration::minutes(30);
+        let mut i = 0i64;
+        let mut at = || {
+            i += 1;
+            base + chrono::Duration::seconds(i / 7)
+        };
+        for id in &created {
+            assert!(emu.set_timestamp("Invoice", id, at()));
+        }
+        for id in &updated {
+            assert!(emu.update_at("Invoice", id, at()));
+        }
+        for id in &deleted {
+            assert!(emu.delete_at("Invoice", id, at()));
+        }
+        let (r2, c2) = read(&request(
+            &cfg,
+            &["invoices"],
+            SyncMode::Incremental,
+            &c1.state,
+        ));
+        r2.expect("second run");
+        rotate(&mut cfg, &c2);
+        assert!(
+            c2.logs.iter().any(|l| l.contains("may be truncated")),
+            "{order:?}: {:#?}",
+            c2.logs
+        );
+        let got: BTreeSet<String> = pks(&c2, "invoices").into_iter().collect();
+        let changed: BTreeSet<String> = created.iter().chain(&updated).cloned().collect();
+        let extra: Vec<_> = got.difference(&changed).collect();
+        let missing: Vec<_> = changed.difference(&got).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{order:?}: exactly the changed objects; extra {extra:?}, missing {missing:?}"
+        );
+        assert_unique(&c2, "invoices");
+        // The reconciliation listed every live object; the deleted ones are the unseen.
+        assert!(c2.snapshot_completed("invoices"), "{order:?}");
+        let seen: BTreeSet<String> = c2.keys["invoices"].iter().cloned().chain(got).collect();
+        let live: BTreeSet<String> = emu.ids("Invoice").into_iter().collect();
+        assert_eq!(seen, live, "{order:?}: the listing is every live object");
+        let gone: BTreeSet<String> = old
+            .iter()
+            .filter(|id| !live.contains(*id))
+            .cloned()
+            .collect();
+        assert_eq!(gone, deleted.iter().cloned().collect(), "{order:?}");
+
+        // The next change goes through CDC again (the pass recorded a complete read).
+        emu.advance_clock(chrono::Duration::minutes(10));
+        let one = emu.create("Invoice", 1);
+        let (r3, c3) = read(&request(
+            &cfg,
+            &["invoices"],
+            SyncMode::Incremental,
+            &c2.state,
+        ));
+        r3.expect("third run");
+        assert!(
+            c3.logs.iter().any(|l| l.contains("through CDC")),
+            "{order:?}"
+        );
+        assert_eq!(pks(&c3, "invoices"), one, "{order:?}");
     }
-    let (r2, c2) = read(&request(
-        &cfg,
-        &["invoices"],
-        SyncMode::Incremental,
-        &c1.state,
-    ));
-    r2.expect("second run");
-    let got: BTreeSet<String> = pks(&c2, "invoices").into_iter().collect();
-    assert_eq!(got, created.into_iter().collect::<BTreeSet<_>>());
-    assert_unique(&c2, "invoices");
-    assert!(
-        c2.logs.iter().any(|l| l.contains("splitting the window")),
-        "{:#?}",
-        c2.logs
-    );
 }
 
 /// Checks, when a rotated token is handed over, that the emulator has not seen its new

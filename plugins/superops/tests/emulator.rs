@@ -417,18 +417,12 @@ fn client_side_budget_keeps_a_run_unthrottled() {
         u64::from(BUDGET),
         "the budget is used to the full: {stats:?}"
     );
-    // The client waited for each window to slide (at most BUDGET requests per window),
-    // and no longer than that: the rate is the budget's, give or take the 50 ms margin
-    // and the time the requests themselves take.
+    // The client waited for each window to slide: at most BUDGET requests per window.
+    // (How much longer it took is the machine's business, not asserted.)
     let waits = windows as u32 - 1;
     assert!(
         elapsed >= WINDOW * waits,
         "{} requests in {elapsed:?}: faster than the budget",
-        stats.accepted
-    );
-    assert!(
-        elapsed <= WINDOW.mul_f64(1.3) * waits + Duration::from_secs(1),
-        "{} requests in {elapsed:?}: slower than the budget",
         stats.accepted
     );
 }

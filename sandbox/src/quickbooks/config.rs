@@ -125,6 +125,19 @@ pub enum CdcOldSince {
     Truncate,
 }
 
+/// Which changes a CDC answer over the 1,000-object cap keeps. The documentation does not
+/// say, so a client must be right whatever the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CdcCapOrder {
+    /// The oldest 1,000 (what peers have observed).
+    #[default]
+    OldestFirst,
+    /// The newest 1,000.
+    NewestFirst,
+    /// The 1,000 with the lowest Ids, whatever their times.
+    ById,
+}
+
 /// Everything the emulator needs to start.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 
-use super::config::{CdcOldSince, EmulatorConfig, FaultSpec, Limits};
+use super::config::{CdcCapOrder, CdcOldSince, EmulatorConfig, FaultSpec, Limits};
 use super::server::{app, lock, Shared, Stats};
 
 /// A running QuickBooks emulator on 127.0.0.1. Dropping it shuts the server down.
@@ -187,6 +187,11 @@ impl Emulator {
     /// How CDC answers a `changedSince` beyond its 30-day memory.
     pub fn set_cdc_old_since(&self, behaviour: CdcOldSince) {
         *lock(&self.shared.cdc_old_since) = behaviour;
+    }
+
+    /// Which changes a CDC answer over the 1,000-object cap keeps.
+    pub fn set_cdc_cap_order(&self, order: CdcCapOrder) {
+        *lock(&self.shared.cdc_cap_order) = order;
     }
 
     /// Sets `LastUpdatedTime` of every live object of `entity` (or of all) to `at`.

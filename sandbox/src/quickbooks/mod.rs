@@ -23,6 +23,6 @@ mod report;
 mod server;
 
 pub use cli::{run_cli, CliArgs};
-pub use config::{CdcOldSince, Counts, EmulatorConfig, FaultKind, FaultSpec, Limits};
+pub use config::{CdcCapOrder, CdcOldSince, Counts, EmulatorConfig, FaultKind, FaultSpec, Limits};
 pub use handle::Emulator;
 pub use server::{Served, Stats, CDC_CAP, CDC_MAX_AGE_DAYS};

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::auth::{base64_decode, AuthState, Rejection};
 use super::clock::Clock;
-use super::config::{CdcOldSince, EmulatorConfig, FaultKind, FaultSpec, Limits};
+use super::config::{CdcCapOrder, CdcOldSince, EmulatorConfig, FaultKind, FaultSpec, Limits};
 use super::data::{entity, format_ts, parse_ts, Store, CDC_EXCLUDED};
 use super::faults;
 use super::query::{self, Outcome};
@@ -135,6 +135,8 @@ pub struct Shared {
     pub clock: Arc<Clock>,
     /// What CDC does with a `changedSince` beyond the horizon.
     pub cdc_old_since: Mutex<CdcOldSince>,
+    /// Which changes a capped CDC answer keeps.
+    pub cdc_cap_order: Mutex<CdcCapOrder>,
     window: Mutex<VecDeque<Instant>>,
     in_flight: AtomicU32,
     faults: Mutex<Vec<ActiveFault>>,
@@ -155,6 +157,7 @@ impl Shared {
             store: Mutex::new(Store::generate(&config, clock.clone())),
             clock,
             cdc_old_since: Mutex::new(config.cdc_old_since),
+            cdc_cap_order: Mutex::new(CdcCapOrder::default()),
             auth: Mutex::new(AuthState::new(
                 config.refresh_token.clone(),
                 config.access_token_ttl,
@@ -587,8 +590,8 @@ async fn cdc_get(
             }
         }
         let store = lock(&shared.store);
-        // (ts, id, entity index, text): every change since `since`, oldest first, so a
-        // capped response is the oldest 1000 and a client can move changedSince forward.
+        // (ts, id, entity index, text): every change since `since`; a capped answer keeps
+        // the 1,000 that `cdc_cap_order` says (by default the oldest).
         let mut changes: Vec<(i64, u64, usize, &str)> = Vec::new();
         for (i, k) in kinds.iter().enumerate() {
             for o in store.table(k.name).filter(|o| o.ts >= since) {
@@ -602,7 +605,11 @@ async fn cdc_get(
                 changes.push((t.ts, t.id, i, t.text.as_str()));
             }
         }
-        changes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        match *lock(&shared.cdc_cap_order) {
+            CdcCapOrder::OldestFirst => changes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1))),
+            CdcCapOrder::NewestFirst => changes.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1))),
+            CdcCapOrder::ById => changes.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0))),
+        }
         changes.truncate(CDC_CAP);
         let mut blocks: Vec<String> = Vec::new();
         for (i, k) in kinds.iter().enumerate() {

@@ -4,9 +4,11 @@
 //!
 //! One request covers all transaction entities from `complete_at`; when it reaches the
 //! 1,000-object cap the entity list is split (one request per entity) and each entity's
-//! window is split further by time. Emitted deletions are remembered by (entity, Id)
-//! until `complete_at` passes them (Ids are never reused), so the overlap each read asks
-//! for again is not emitted twice.
+//! window is split further by time, which assumes the server keeps the oldest changes of
+//! a truncated answer (as observed; the documentation is silent). The entity streams do
+//! not rely on that: they reconcile when CDC is capped. Emitted deletions are remembered
+//! by (entity, Id) until `complete_at` passes them (Ids are never reused), so the overlap
+//! each read asks for again is not emitted twice.
 //!
 //! CDC remembers 30 days. A first read starts at that horizon (the deletions QuickBooks
 //! still remembers); a last complete read older than the horizon restarts at it with a
@@ -216,9 +218,9 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
         return Ok(emitted);
     }
     drop(all);
-    tracing::info!(
+    tracing::warn!(
         stream,
-        "CDC response hit the {CDC_CAP}-object cap; one request per entity"
+        "CDC response hit the {CDC_CAP}-object cap; asking per entity and splitting by time, which assumes the server keeps the oldest changes of a truncated answer (the entity streams reconcile instead and do not depend on it)"
     );
     for entity in DELETABLE {
         let mut entity_since = since.clone();
