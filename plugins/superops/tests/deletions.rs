@@ -415,3 +415,52 @@ fn the_id_listing_is_cheap_and_misses_no_ticket_when_tickets_vanish_during_it() 
         "{requests} requests for 1,000 ids"
     );
 }
+
+#[test]
+fn a_server_that_refuses_the_created_time_keyset_still_gets_its_tickets_reconciled() {
+    let emu = start(EmulatorConfig {
+        refuse_created_after: true,
+        ..EmulatorConfig::default()
+    });
+    let mut config = config_for(&emu);
+    let (r1, c1) = read(&request(
+        config.clone(),
+        &["tickets"],
+        SyncMode::Incremental,
+        BTreeMap::new(),
+        Window::default(),
+    ));
+    r1.expect("first read");
+    let gone = emu.with_tenant(|t| t.ticket_id(5)).expect("ticket");
+    assert!(emu.remove(Collection::Tickets, &gone));
+    config["reconcile_every"] = json!("always");
+    let (r2, c2) = read(&request(
+        config,
+        &["tickets"],
+        SyncMode::Incremental,
+        state_of(&c1),
+        Window::default(),
+    ));
+    r2.expect("the refusal does not fail the stream");
+    assert!(
+        c2.logs
+            .iter()
+            .any(|l| l.contains("listing by page instead")),
+        "{:#?}",
+        c2.logs
+    );
+    // The keyset attempt was given up; the page listing completed with every live id.
+    assert_eq!(
+        events(&c2, "tickets"),
+        &[
+            begin(Coverage::Source),
+            SnapshotEvent::Abandon,
+            begin(Coverage::Source),
+            SnapshotEvent::Complete
+        ]
+    );
+    let listed: BTreeSet<String> = c2.keys["tickets"].iter().cloned().collect();
+    assert_eq!(listed, ids(&emu, Collection::Tickets));
+    assert!(!listed.contains(&gone));
+    assert!(c2.state["tickets"]["reconciled_at"].is_string());
+}

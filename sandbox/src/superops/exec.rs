@@ -38,6 +38,18 @@ pub struct GraphQlRequest {
 pub struct ExecOptions {
     /// Send `totalCount` as a string (`"98"`), as one documentation example does.
     pub total_count_as_string: bool,
+    /// Refuse `createdTime after` (documented, but not confirmed live; peers report date
+    /// operators failing) with a `type_validation_failed` client error.
+    pub refuse_created_after: bool,
+}
+
+/// Whether `cond` (a leaf or a group) uses `createdTime after` anywhere.
+fn uses_created_after(cond: &Value) -> bool {
+    if let Some(operands) = cond.get("operands").and_then(Value::as_array) {
+        return operands.iter().any(uses_created_after);
+    }
+    cond.get("attribute").and_then(Value::as_str) == Some("createdTime")
+        && cond.get("operator").and_then(Value::as_str) == Some("after")
 }
 
 /// Results of filtered and sorted scans, keyed by query shape and tenant generation, so
@@ -385,6 +397,15 @@ pub fn execute(
                 .into_bytes()
             }
         };
+        if opts.refuse_created_after && args.condition.as_ref().is_some_and(uses_created_after) {
+            return client_error_body(
+                "type_validation_failed",
+                Some(&root.name),
+                "operator after is not supported for attribute createdTime",
+                json!({"attributes": ["condition"]}),
+            )
+            .into_bytes();
+        }
         let indices = match scan(tenant, cache, q, &args) {
             Ok(ix) => ix,
             Err(message) => {

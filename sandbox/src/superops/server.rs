@@ -58,6 +58,8 @@ pub struct EmulatorConfig {
     pub total_count_as_string: bool,
     /// Fractional digits of ticket timestamps: 0, 3 or 6.
     pub ticket_fraction_digits: u8,
+    /// Refuse the `createdTime after` condition (see [`ExecOptions`]).
+    pub refuse_created_after: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -71,6 +73,7 @@ impl Default for EmulatorConfig {
             rate_limit: None,
             total_count_as_string: false,
             ticket_fraction_digits: 0,
+            refuse_created_after: false,
         }
     }
 }
@@ -350,6 +353,7 @@ impl Shared {
             token: config.token.clone(),
             opts: ExecOptions {
                 total_count_as_string: config.total_count_as_string,
+                refuse_created_after: config.refuse_created_after,
             },
             tenant: RwLock::new(tenant),
             cache: Mutex::new(ScanCache::default()),

@@ -13,7 +13,7 @@
 //! requests a minute the walk is budget-bound anyway. Measured cost: about
 //! `tickets / 99` requests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -28,10 +28,72 @@ const STREAM: &str = "tickets";
 const PAGE_SIZE: u32 = 100;
 
 /// Lists every ticket id into a [`Coverage::Source`] snapshot and completes it. Returns
-/// `Ok(false)`, having given the snapshot up, when the answers do not allow a sound
-/// listing (rows not sorted by `createdTime`, or a walk that does not converge). Errors
-/// and cancels drop the snapshot, which concludes nothing.
+/// `Ok(false)`, having given the snapshot up, when no sound listing could be made.
+/// Errors and cancels drop the snapshot, which concludes nothing.
+///
+/// The keyset walk comes first. A server that refuses it (`createdTime after` is
+/// documented but not confirmed live, and peers report date operators failing) or whose
+/// answers do not allow it (not sorted, not converging) gets the offset listing instead,
+/// which is sound only while the list holds still and so concludes only then.
 pub async fn ticket_ids(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool> {
+    match keyset_listing(ctx, def).await {
+        Ok(true) => return Ok(true),
+        Ok(false) => {}
+        Err(Error::Cancelled) => return Err(Error::Cancelled),
+        Err(e) => tracing::warn!(
+            "stream tickets: the id listing by createdTime failed ({e}); listing by page instead"
+        ),
+    }
+    offset_listing(ctx, def).await
+}
+
+/// The fallback: every page of `ticketId`, sorted by `createdTime`, by offset. Concludes
+/// only when the pages add up to one listing ([`super::ScanOutcome::is_whole`]) and no id
+/// came twice.
+async fn offset_listing(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool> {
+    let snap = ctx.out.snapshot(STREAM, Coverage::Source)?;
+    let scan = Scan::new(def, "ticketId", PAGE_SIZE).with_sort("createdTime", false);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut repeated = false;
+    let mut page_no = 0u32;
+    let outcome = super::full_scan(ctx, &scan, |page| {
+        page_no += 1;
+        let mut batch = Vec::with_capacity(page.items.len());
+        for (i, raw) in page.items.iter().enumerate() {
+            let (_, v) = parse_row(raw, STREAM, page_no, i)?;
+            let id = v.ticket_id.ok_or_else(|| Error::Malformed {
+                context: format!("stream tickets (id listing) page {page_no} row {i}"),
+                detail: "ticketId is missing".to_string(),
+            })?;
+            if seen.insert(id.clone()) {
+                batch.push(id);
+            } else {
+                repeated = true;
+            }
+        }
+        snap.keys(batch)?;
+        Ok(true)
+    })
+    .await?;
+    if outcome.is_whole() && !repeated {
+        snap.complete()?;
+        tracing::info!(
+            "stream tickets: id listing of {} tickets by page",
+            seen.len()
+        );
+        Ok(true)
+    } else {
+        snap.abandon();
+        tracing::warn!(
+            "stream tickets: the ticket list moved while it was listed by page; no deletions are concluded this run"
+        );
+        Ok(false)
+    }
+}
+
+/// The keyset walk on `createdTime`; `Ok(false)` (snapshot given up, warned) when the
+/// answers do not allow a sound listing.
+async fn keyset_listing(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool> {
     let snap = ctx.out.snapshot(STREAM, Coverage::Source)?;
     let mut lower: Option<DateTime<Utc>> = None;
     let mut page: u32 = 1;
@@ -75,7 +137,7 @@ pub async fn ticket_ids(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool
                 })?;
             if last.is_some_and(|l| t < l) {
                 tracing::warn!(
-                    "stream tickets: the id listing came back not sorted by createdTime; no deletions are concluded this run"
+                    "stream tickets: the id listing came back not sorted by createdTime"
                 );
                 snap.abandon();
                 return Ok(false);
@@ -92,7 +154,7 @@ pub async fn ticket_ids(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool
         }
         if requests > limit {
             tracing::warn!(
-                "stream tickets: the id listing did not converge after {requests} requests; no deletions are concluded this run"
+                "stream tickets: the id listing did not converge after {requests} requests"
             );
             snap.abandon();
             return Ok(false);
