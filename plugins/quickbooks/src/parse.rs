@@ -121,9 +121,19 @@ fn row(raw: &RawValue, honour_status: bool) -> Result<Row<'_>, String> {
 
 /// The envelope `time`: company-local RFC 3339 with milliseconds on data responses, epoch
 /// milliseconds (a JSON number) on the lower-case authentication envelope.
+///
+/// A text without an offset (library fixtures write `"2016-01-01T00:00:00"`) names no
+/// instant: it is the company's local time in an unknown zone. It is taken as unknown
+/// rather than guessed as UTC, because positions are derived from this clock and a guess
+/// off by the zone's offset could move one past changes; the client's clock stands in.
 pub fn envelope_time(v: &Value) -> Option<DateTime<FixedOffset>> {
     match v {
-        Value::String(s) => parse_time(s),
+        Value::String(s) => {
+            let s = s.trim();
+            DateTime::parse_from_rfc3339(s)
+                .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+                .ok()
+        }
         Value::Number(n) => {
             let ms = n.as_i64()?;
             let utc = FixedOffset::east_opt(0)?;
@@ -482,5 +492,10 @@ mod tests {
         .expect("cdc");
         assert!(cdc.rows.is_empty());
         assert_eq!(cdc.time, parse_time("2024-05-01T17:00:00Z"));
+        // The library fixture's zone-less time names no instant: unknown, not UTC.
+        let fixture =
+            cdc_page(br#"{"CDCResponse":[{"QueryResponse":[{}]}],"time":"2016-01-01T00:00:00"}"#)
+                .expect("cdc");
+        assert_eq!(fixture.time, None);
     }
 }
