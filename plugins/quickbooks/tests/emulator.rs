@@ -1059,3 +1059,68 @@ fn a_reconciliation_stopped_at_the_limit_concludes_nothing() {
     );
     assert_eq!(pks(&c2, "invoices").len(), emu.count("Invoice") - 17);
 }
+
+#[test]
+fn an_edit_between_two_pages_of_one_second_hides_no_object() {
+    // A thousand objects share one second, more than a page: that second is paged by
+    // offset. After its second page is answered, three objects of its first page are
+    // edited; they leave the second and every later offset shifts by three. A single
+    // pass would never read three live objects, and a reconciliation would mark them
+    // deleted.
+    let emu = emulator(Counts {
+        invoices: 1000,
+        ..Counts::invoices_only(0)
+    });
+    let cfg = config(&emu, json!({"page_size": 100}));
+    emu.set_timestamps(Some("Invoice"), emu.now() - chrono::Duration::days(60));
+    let mut ids = emu.ids("Invoice");
+    ids.sort_by_key(|id| id.parse::<u64>().expect("numeric id"));
+    emu.inject(
+        FaultSpec::next(
+            FaultKind::EditAfterAnswer {
+                entity: "Invoice".into(),
+                ids: ids[..3].to_vec(),
+            },
+            1,
+        )
+        .matching("LastUpdatedTime = ")
+        .skip(1),
+    );
+    let (r, c) = read(&request(
+        &cfg,
+        &["invoices"],
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r.expect("read");
+    assert_eq!(
+        emu.stats()
+            .served
+            .iter()
+            .filter(|s| s.injected.is_some())
+            .count(),
+        1,
+        "the edit happened mid-scan"
+    );
+    assert!(c.snapshot_completed("invoices"));
+    let seen: BTreeSet<String> = pks(&c, "invoices")
+        .into_iter()
+        .chain(c.keys.get("invoices").cloned().unwrap_or_default())
+        .collect();
+    let live: BTreeSet<String> = ids.iter().cloned().collect();
+    let unseen: Vec<_> = live.difference(&seen).collect();
+    assert!(
+        unseen.is_empty(),
+        "live objects the listing missed: {unseen:?}"
+    );
+    // The edited three arrive at their new version too.
+    let records = &c.records["invoices"];
+    for id in &ids[..3] {
+        let newest = emu.object("Invoice", id).expect("live")["SyncToken"].clone();
+        assert!(
+            records.iter().any(|r| r.pk == *id
+                && serde_json::from_str::<Value>(&r.data).expect("json")["SyncToken"] == newest),
+            "invoice {id} at its edited version"
+        );
+    }
+}

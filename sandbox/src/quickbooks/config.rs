@@ -204,6 +204,14 @@ pub enum FaultKind {
     ThrottleRetryAfter(u64),
     /// A code-3001 throttle fault as JSON with HTTP 403 (the older behaviour).
     ThrottleJson403,
+    /// Answer normally, then update these objects of `entity` (stamped now), as an
+    /// application editing data between two page requests of a client.
+    EditAfterAnswer {
+        /// The entity, e.g. `Invoice`.
+        entity: String,
+        /// Ids to update.
+        ids: Vec<String>,
+    },
 }
 
 /// A fault to inject into data requests (query, cdc, reports).

@@ -416,6 +416,14 @@ async fn serve_data(
             faults::throttle_xml(&shared.clock, StatusCode::TOO_MANY_REQUESTS, Some(s))
         }
         Some(FaultKind::ThrottleJson403) => faults::throttle_json_403(&shared.clock),
+        Some(FaultKind::EditAfterAnswer { entity, ids }) => {
+            let answer = body(&shared);
+            let mut store = lock(&shared.store);
+            for id in &ids {
+                store.update(&entity, id);
+            }
+            answer
+        }
     };
     served(&shared, text, fault, with_tid(response))
 }

@@ -198,9 +198,61 @@ fn next_position(pos: &Position, raws: &[&serde_json::value::RawValue]) -> Optio
     Some(next)
 }
 
+/// Passes over one second's objects before giving up on a second that keeps changing.
+const TIE_PASSES: u32 = 8;
+
 /// Reads every object at exactly the cursor's second with offset paging. Returns true
 /// when the sink said stop.
+///
+/// Offset paging over live data skips an object whenever one in front of it is updated
+/// (and so leaves this second) between two page requests, and the order of objects that
+/// share a sort key is the server's business. So the second is read again until a whole
+/// pass brings no object that was not read before (the cursor remembers every object at
+/// its second); only then does the scan move past it.
 pub(crate) async fn tie(
+    ctx: &Ctx,
+    def: &EntityStream,
+    cursor: &mut Position,
+    conditions: &[String],
+    sink: &mut (dyn PageSink + Send),
+) -> Result<bool> {
+    let at = cursor.last_updated.clone();
+    for pass in 1..=TIE_PASSES {
+        let known = cursor.ids.len();
+        if tie_pass(ctx, def, cursor, conditions, sink).await? {
+            return Ok(true);
+        }
+        if pass > 1 && cursor.ids.len() == known {
+            return Ok(false);
+        }
+        if pass > 1 {
+            tracing::info!(
+                stream = def.name,
+                at = at.as_deref().unwrap_or(""),
+                new = cursor.ids.len() - known,
+                "objects moved while one second was paged; reading it again"
+            );
+        }
+    }
+    Err(Error::Fault {
+        what: format!(
+            "query {} with LastUpdatedTime = {}",
+            def.name,
+            at.as_deref().unwrap_or("")
+        ),
+        status: 200,
+        code: "-".into(),
+        fault_type: "connector".into(),
+        message: format!(
+            "the objects of one second kept changing over {TIE_PASSES} passes; nothing after it was read, the next run continues from it"
+        ),
+        tid: String::new(),
+        kind: tributary_sdk::ErrorKind::Transient,
+    })
+}
+
+/// One offset-paged pass over the cursor's second.
+async fn tie_pass(
     ctx: &Ctx,
     def: &EntityStream,
     cursor: &mut Position,
