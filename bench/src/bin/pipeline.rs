@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tributary_bench::{build_release, run_tributary, workspace};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -34,13 +35,6 @@ struct Args {
     /// Working directory (default: a fresh temp dir under target/).
     #[arg(long)]
     dir: Option<PathBuf>,
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_default()
 }
 
 /// Counts records and drops them.
@@ -92,43 +86,13 @@ fn run_host(dir: &Path, kind: &str, out: &str, db: &Path) -> Result<(f64, u64, S
     )?;
     let _ = std::fs::remove_file(dir.join(out));
     let _ = std::fs::remove_dir_all(dir.join(out));
-    let started = Instant::now();
-    let output = Command::new(workspace().join("target/release/tributary"))
-        .args(["--manifest", manifest.to_str().unwrap_or_default(), "run"])
-        .env("RUST_LOG", "warn")
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "tributary failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let rss = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("peak memory (RSS): "))
-        .unwrap_or("?")
-        .to_string();
-    Ok((secs, 0, rss))
+    let run = run_tributary(&manifest, &[])?;
+    Ok((run.secs, 0, run.rss))
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "tributary",
-            "-p",
-            "tributary-internal-db",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("release build failed");
-    }
+    build_release(&["tributary", "tributary-internal-db"])?;
     let dir = match args.dir {
         Some(d) => d,
         None => workspace().join("target/bench-pipeline"),

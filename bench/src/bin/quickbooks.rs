@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tributary_bench::vm_hwm_kb;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
@@ -108,18 +109,6 @@ impl HostHandler for Counter {
         }
         due
     }
-}
-
-fn vm_hwm_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// user + system CPU seconds of a process, from /proc/<pid>/stat (clock ticks of 1/100 s).

@@ -26,6 +26,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tributary_bench::{build_release, run_tributary, workspace};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -61,13 +62,6 @@ struct Round {
     ceiling: f64,
     connector: f64,
     host: HostRun,
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_default()
 }
 
 /// Counts keys and records, keeps nothing.
@@ -111,34 +105,18 @@ struct HostRun {
 fn run_host(dir: &Path, manifest: &Path, extra: &[&str]) -> Result<HostRun> {
     let report = dir.join("report.json");
     let _ = std::fs::remove_file(&report);
-    let started = Instant::now();
-    let output = Command::new(workspace().join("target/release/tributary"))
-        .args(["--manifest", manifest.to_str().unwrap_or_default(), "run"])
-        .args(["--report", report.to_str().unwrap_or_default()])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "tributary failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let rss = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("peak memory (RSS): "))
-        .unwrap_or("?")
-        .to_string();
+    let report_arg = report.to_str().unwrap_or_default();
+    let mut all = vec!["--report", report_arg];
+    all.extend_from_slice(extra);
+    let run = run_tributary(manifest, &all)?;
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
     let stream = report
         .as_array()
         .and_then(|a| a.iter().find(|r| r["stream"] == "service_history"))
         .context("the report has service_history")?;
     Ok(HostRun {
-        secs,
-        rss,
+        secs: run.secs,
+        rss: run.rss,
         deleted: stream["deleted"].as_u64().unwrap_or(0),
         records: stream["records"].as_u64().unwrap_or(0),
     })
@@ -146,20 +124,7 @@ fn run_host(dir: &Path, manifest: &Path, extra: &[&str]) -> Result<HostRun> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "tributary",
-            "-p",
-            "tributary-internal-db",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("release build failed");
-    }
+    build_release(&["tributary", "tributary-internal-db"])?;
     let dir = args
         .dir
         .unwrap_or_else(|| workspace().join("target/bench-reconcile"));

@@ -157,16 +157,11 @@ pub(crate) async fn seek(
             }
             strict = true;
         } else if *cursor == before {
-            return Err(Error::Fault {
+            return Err(unusable_answers(
                 what,
-                status: 200,
-                code: "-".into(),
-                fault_type: "connector".into(),
-                message: "a full page made no progress (results not sorted by LastUpdatedTime?)"
-                    .into(),
-                tid: String::new(),
-                kind: tributary_sdk::ErrorKind::System,
-            });
+                "a full page made no progress (results not sorted by LastUpdatedTime?)".into(),
+                tributary_sdk::ErrorKind::System,
+            ));
         }
     }
 }
@@ -234,21 +229,31 @@ pub(crate) async fn tie(
             );
         }
     }
-    Err(Error::Fault {
-        what: format!(
+    Err(unusable_answers(
+        format!(
             "query {} with LastUpdatedTime = {}",
             def.name,
             at.as_deref().unwrap_or("")
         ),
+        format!(
+            "the objects of one second kept changing over {TIE_PASSES} passes; nothing after it was read, the next run continues from it"
+        ),
+        tributary_sdk::ErrorKind::Transient,
+    ))
+}
+
+/// Answers that parse but cannot be read soundly (the connector's finding, not a fault
+/// QuickBooks sent).
+fn unusable_answers(what: String, message: String, kind: tributary_sdk::ErrorKind) -> Error {
+    Error::Fault {
+        what,
         status: 200,
         code: "-".into(),
         fault_type: "connector".into(),
-        message: format!(
-            "the objects of one second kept changing over {TIE_PASSES} passes; nothing after it was read, the next run continues from it"
-        ),
+        message,
         tid: String::new(),
-        kind: tributary_sdk::ErrorKind::Transient,
-    })
+        kind,
+    }
 }
 
 /// One offset-paged pass over the cursor's second.
