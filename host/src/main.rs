@@ -451,14 +451,20 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
             },
             Err(e) => {
                 tracing::error!(source = %source.name, "discover failed: {e}");
-                failed_early.push(runner::StreamReport {
+                // The streams the manifest selected, when it names them; `*` otherwise
+                // (the catalog that would list them is what failed).
+                let streams = source
+                    .streams
+                    .clone()
+                    .unwrap_or_else(|| vec!["*".to_string()]);
+                failed_early.extend(streams.into_iter().map(|stream| runner::StreamReport {
                     source: source.name.clone(),
-                    stream: "*".to_string(),
+                    stream,
                     records: 0,
                     deleted: 0,
                     seconds: 0.0,
-                    error: Some(e),
-                });
+                    error: Some(e.clone()),
+                }));
             }
         }
     }

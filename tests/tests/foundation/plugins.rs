@@ -14,14 +14,22 @@ fn internal_source(s: &Scratch, name: &str) -> String {
 fn panicking_plugin_fails_its_source_only() {
     let s = Scratch::new();
     s.manifest(&format!(
-        "{}[sources.boom]\nplugin = \"panicking\"\nplugin_path = \"{}\"\n\n{}",
+        "{}[sources.boom]\nplugin = \"panicking\"\nplugin_path = \"{}\"\n\n[sources.early]\nplugin = \"panicking\"\nplugin_path = \"{}\"\nstreams = [\"boom\"]\n[sources.early.config]\npanic_in = \"discover\"\n\n{}",
         s.header(),
+        fixture_path("panicking_plugin").display(),
         fixture_path("panicking_plugin").display(),
         internal_source(&s, "internal")
     ));
     let (run, report) = s.sync(&[]);
     assert_ne!(run.code, 0, "a failed source makes the exit code non-zero");
     assert_eq!(report.status("boom.boom"), "incomplete");
+    // A source that fails before its catalog is known reports the streams it selected.
+    assert_eq!(report.status("early.boom"), "incomplete");
+    assert!(
+        run.all().contains("fixture panics in discover"),
+        "{}",
+        run.all()
+    );
     assert_eq!(report.status("internal.contracts"), "complete");
     assert!(report.records("internal.contracts") > 0);
     assert!(run.stdout.contains("panic"), "{}", run.all());
