@@ -359,6 +359,12 @@ pub async fn count_rows(url: &str) -> Result<BTreeMap<&'static str, u64>> {
 /// When the config asks for sample data and points at a SQLite file that does not exist,
 /// creates it. The data is generated into a temporary file that is renamed into place, so
 /// a crash never leaves a half-filled database that would later count as existing.
+///
+/// Creation holds an exclusive lock (`<file>.lock`, an OS file lock the kernel releases
+/// when its holder dies), so two sources or processes pointing at one sample file create
+/// it once: the others wait, then find it there. Holding the lock also means any
+/// `<file>.tmp-<pid>` lying around was left by a creator that died (`kill -9`), and it
+/// is removed.
 pub(crate) async fn ensure_sample_database(config: &Config) -> Result<()> {
     let Some(spec) = &config.sample_data else {
         return Ok(());
@@ -386,8 +392,13 @@ pub(crate) async fn ensure_sample_database(config: &Config) -> Result<()> {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
+    let _lock = creation_lock(&path).await?;
+    if path.exists() {
+        // Another source or process created it while we waited.
+        return Ok(());
+    }
+    remove_stale_temporaries(&path);
     let tmp = temp_path(&path);
-    let _ = std::fs::remove_file(&tmp);
     tracing::info!(path = %path.display(), clients = spec.clients, seed = spec.seed, "creating sample database");
     let started = std::time::Instant::now();
     let tmp_url = format!("sqlite:{}", tmp.display());
@@ -413,13 +424,74 @@ pub(crate) async fn ensure_sample_database(config: &Config) -> Result<()> {
     }
 }
 
-fn temp_path(path: &std::path::Path) -> PathBuf {
+/// Takes the exclusive creation lock of the sample file at `path`, waiting (without
+/// blocking the runtime) while another creator holds it.
+async fn creation_lock(path: &std::path::Path) -> Result<std::fs::File> {
+    let lock_path = sibling(path, ".lock");
+    let io = |e| Error::io(format!("locking {}", lock_path.display()), e);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !said {
+                    tracing::info!(path = %path.display(), "another source or process is creating this sample database; waiting for it");
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
+}
+
+/// Removes `<file>.tmp-*` beside `path`: with the creation lock held, they are what a
+/// creator that died left behind.
+fn remove_stale_temporaries(path: &std::path::Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a sample database left half-made by a process that died")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), "cannot remove a stale sample temporary: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &std::path::Path, suffix: &str) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(suffix);
     path.with_file_name(name)
+}
+
+fn temp_path(path: &std::path::Path) -> PathBuf {
+    sibling(path, &format!(".tmp-{}", std::process::id()))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -302,3 +302,82 @@ fn a_credentials_file_readable_by_others_is_tightened_when_opened() {
         out.stderr
     );
 }
+
+/// Files beside `db` whose names start with `<db name>.tmp-`.
+fn sample_temporaries(db: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let prefix = format!(
+        "{}.tmp-",
+        db.file_name().expect("file name").to_string_lossy()
+    );
+    std::fs::read_dir(db.parent().expect("dir"))
+        .expect("read dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn a_sample_database_killed_half_made_is_cleaned_up_by_the_next_run() {
+    let s = Scratch::new();
+    let db = s.path("internal.db");
+    s.manifest(&format!(
+        "{}[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"service_history\"]\n[sources.internal.config]\nurl = \"sqlite:{}\"\nsample_data = {{ clients = 400, seed = 5, service_history_per_client = 500 }}\n",
+        s.header(),
+        db.display()
+    ));
+    // Kill -9 while the sample is being generated into its temporary file.
+    let mut child = s
+        .command(&["check"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("host starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sample_temporaries(&db).is_empty() {
+        if let Some(status) = child.try_wait().expect("status") {
+            panic!("check finished ({status}) before it could be killed");
+        }
+        assert!(Instant::now() < deadline, "no temporary appeared in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("host ends");
+    assert!(!db.exists(), "no half-made database in place");
+    let left = sample_temporaries(&db);
+    assert_eq!(left.len(), 1, "the killed run left its temporary: {left:?}");
+
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        sample_temporaries(&db).is_empty(),
+        "the stale temporary was removed"
+    );
+    let src = rusqlite::Connection::open(&db).expect("sample database");
+    assert_eq!(count(&src, "service_history"), 400 * 500);
+}
+
+#[test]
+fn two_sources_on_one_sample_file_create_it_once() {
+    let s = Scratch::new();
+    let db = s.path("internal.db");
+    let source = |name: &str| {
+        format!(
+            "[sources.{name}]\nplugin = \"internal-db\"\n[sources.{name}.config]\nurl = \"sqlite:{}\"\nsample_data = {{ clients = 40, seed = 9 }}\n\n",
+            db.display()
+        )
+    };
+    s.manifest(&format!("{}{}{}", s.header(), source("a"), source("b")));
+    let (run, report) = s.sync(&[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let src = rusqlite::Connection::open(&db).expect("sample database");
+    let wh = s.warehouse();
+    for table in ["client_profiles", "service_history", "contracts"] {
+        let n = count(&src, table);
+        assert!(n > 0, "{table}");
+        for name in ["a", "b"] {
+            assert_eq!(report.records(&format!("{name}.{table}")), n as u64);
+            assert_eq!(count(&wh, &format!("{name}__{table}")), n, "{name} {table}");
+        }
+    }
+}
