@@ -783,17 +783,37 @@ fn token_expiry_mid_sync_and_a_restart_after_rotation() {
 #[test]
 fn invalid_grant_fails_clearly_and_keeps_state() {
     let emu = emulator();
-    let s = setup(&emu, Some(&["invoices"]));
+    let streams = [
+        "invoices",
+        "customers",
+        "payments",
+        "vendors",
+        "transaction_list",
+    ];
+    let s = setup(&emu, Some(&streams));
     let (run, _) = s.sync(&[]);
     assert_eq!(run.code, 0, "{}", run.all());
     let state_before = state(&s, "invoices");
     emu.revoke_refresh_token();
     emu.expire_access_tokens();
-    let (run, _) = s.sync(&[]);
+    let (run, report) = s.sync(&[]);
     assert_ne!(run.code, 0);
     assert!(
         run.all().contains("invalid_grant") && run.all().contains("reconnect"),
         "{}",
+        run.all()
+    );
+    // Every stream is reported by name, the ones stopped by the fatal error included.
+    for stream in streams {
+        assert_eq!(
+            report.status(&format!("qbo.{stream}")),
+            "incomplete",
+            "{stream}"
+        );
+    }
+    assert!(
+        !run.all().contains(", ?"),
+        "a stream without a name: {}",
         run.all()
     );
     assert_eq!(state_before, state(&s, "invoices"));

@@ -85,6 +85,9 @@ impl Connector for QuickBooks {
         let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
         let mut failures: Vec<(String, Error)> = Vec::new();
+        // Which stream each task reads, to name the ones that end without an answer.
+        let mut names: std::collections::HashMap<tokio::task::Id, String> =
+            std::collections::HashMap::new();
         for configured in &request.catalog.streams {
             let name = configured.name.clone();
             let Some(kind) = streams::find(&name) else {
@@ -107,17 +110,30 @@ impl Connector for QuickBooks {
                 let result = streams::read(&ctx, kind, &name, state).await;
                 (name, result)
             };
-            tasks.spawn(task.instrument(tracing::Span::current()));
+            let name = configured.name.clone();
+            let handle = tasks.spawn(task.instrument(tracing::Span::current()));
+            names.insert(handle.id(), name);
         }
-        while let Some(joined) = tasks.join_next().await {
+        while let Some(joined) = tasks.join_next_with_id().await {
             let (name, result) = match joined {
-                Ok(v) => v,
+                Ok((_, v)) => v,
                 Err(e) => {
-                    let err = Error::Host(ConnectorError::new(
-                        ErrorKind::Panic,
-                        format!("a stream task failed: {e}"),
-                    ));
-                    failures.push(("?".into(), err));
+                    let name = names.get(&e.id()).cloned().unwrap_or_default();
+                    let err = if e.is_cancelled() {
+                        // Stopped because another stream failed fatally (that error,
+                        // reported with it, is the cause).
+                        Error::Host(ConnectorError::new(
+                            ErrorKind::System,
+                            "stopped before it finished: another stream's fatal error ended the read",
+                        ))
+                    } else {
+                        Error::Host(ConnectorError::new(
+                            ErrorKind::Panic,
+                            format!("the stream's task failed: {e}"),
+                        ))
+                    };
+                    out.stream_incomplete(&name, &ConnectorError::new(err.kind(), err.to_string()));
+                    failures.push((name, err));
                     continue;
                 }
             };

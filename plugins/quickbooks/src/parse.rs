@@ -317,14 +317,78 @@ pub struct ReportRow {
 /// Flattens a TransactionList report: columns keyed by their `ColKey` metadata (or
 /// `ColType`), `id` attributes as `<key>_id`, sections walked recursively (their header
 /// names kept in `section`). An empty report (`NoReportData`, `Rows: {}`, `Row: null`)
-/// gives no rows.
+/// gives no rows. Collects every row; see [`report_each`] for the streaming form.
 pub fn report_rows(body: &[u8]) -> Result<Vec<ReportRow>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if v.get("Header").is_none() && v.get("Rows").is_none() {
+    let mut out = Vec::new();
+    report_each(body, |row| {
+        out.push(row);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The top of a report: only the column definitions are read into values; the rows stay
+/// raw text, walked one row at a time.
+#[derive(Deserialize)]
+struct ReportTop<'a> {
+    #[serde(rename = "Header", default)]
+    header: Option<de::IgnoredAny>,
+    #[serde(rename = "Columns", default)]
+    columns: Option<Value>,
+    #[serde(rename = "Rows", borrow, default)]
+    rows: Option<&'a RawValue>,
+}
+
+/// `Rows`: a list of rows, each still raw.
+#[derive(Deserialize)]
+struct RowList<'a> {
+    #[serde(rename = "Row", borrow, default)]
+    row: Option<Vec<&'a RawValue>>,
+}
+
+/// One row: data (`ColData`) or a section (`Header` + nested `Rows`).
+#[derive(Deserialize)]
+struct ReportItem<'a> {
+    #[serde(rename = "ColData", default)]
+    col_data: Option<Vec<Cell>>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(rename = "Header", default)]
+    header: Option<SectionHeader>,
+    #[serde(rename = "Rows", borrow, default)]
+    rows: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SectionHeader {
+    #[serde(rename = "ColData", default)]
+    col_data: Vec<Cell>,
+}
+
+#[derive(Deserialize)]
+struct Cell {
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+/// Hands every data row of a report to `on_row`, in order, holding only the body, one
+/// borrowed slice per row of the current section and the row being built: a report has
+/// no paging, so a large one must not be turned into a tree of values at once. An error
+/// from `on_row` stops the walk and is returned.
+pub fn report_each(
+    body: &[u8],
+    mut on_row: impl FnMut(ReportRow) -> Result<(), String>,
+) -> Result<(), String> {
+    let top: ReportTop<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if top.header.is_none() && top.rows.is_none() {
         return Err("not a report (no Header or Rows)".to_string());
     }
-    let columns: Vec<String> = v
-        .pointer("/Columns/Column")
+    let columns: Vec<String> = top
+        .columns
+        .as_ref()
+        .and_then(|c| c.get("Column"))
         .and_then(Value::as_array)
         .map(|cols| {
             cols.iter()
@@ -343,51 +407,50 @@ pub fn report_rows(body: &[u8]) -> Result<Vec<ReportRow>, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut out = Vec::new();
-    walk(v.get("Rows"), &columns, &mut Vec::new(), &mut out);
-    Ok(out)
+    walk(top.rows, &columns, &mut Vec::new(), &mut on_row)
 }
 
 fn walk(
-    rows: Option<&Value>,
+    rows: Option<&RawValue>,
     columns: &[String],
     sections: &mut Vec<String>,
-    out: &mut Vec<ReportRow>,
-) {
-    let Some(list) = rows.and_then(|r| r.get("Row")).and_then(Value::as_array) else {
-        return;
-    };
-    for r in list {
-        if let Some(cells) = r.get("ColData").and_then(Value::as_array) {
-            if r.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t != "Data")
-            {
+    on_row: &mut dyn FnMut(ReportRow) -> Result<(), String>,
+) -> Result<(), String> {
+    let Some(rows) = rows else { return Ok(()) };
+    let list: Option<RowList<'_>> = serde_json::from_str(rows.get()).map_err(|e| e.to_string())?;
+    for raw in list.and_then(|l| l.row).unwrap_or_default() {
+        let item: ReportItem<'_> = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+        if let Some(cells) = item.col_data {
+            if item.kind.as_deref().is_some_and(|t| t != "Data") {
                 continue;
             }
             let mut data = serde_json::Map::new();
-            for (i, cell) in cells.iter().enumerate() {
+            for (i, cell) in cells.into_iter().enumerate() {
                 let key = columns.get(i).cloned().unwrap_or_else(|| format!("col{i}"));
-                if let Some(id) = cell.get("id").and_then(Value::as_str) {
-                    data.insert(format!("{key}_id"), Value::String(id.to_string()));
+                if let Some(Value::String(id)) = cell.id {
+                    data.insert(format!("{key}_id"), Value::String(id));
                 }
-                data.insert(key, cell.get("value").cloned().unwrap_or(Value::Null));
+                data.insert(key, cell.value.unwrap_or(Value::Null));
             }
             if !sections.is_empty() {
                 data.insert("section".into(), Value::String(sections.join(":")));
             }
-            out.push(ReportRow { data });
+            on_row(ReportRow { data })?;
         } else {
-            let header = r
-                .pointer("/Header/ColData/0/value")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let header = item
+                .header
+                .and_then(|h| h.col_data.into_iter().next())
+                .and_then(|c| match c.value {
+                    Some(Value::String(s)) => Some(s),
+                    _ => None,
+                })
+                .unwrap_or_default();
             sections.push(header);
-            walk(r.get("Rows"), columns, sections, out);
+            walk(item.rows, columns, sections, on_row)?;
             sections.pop();
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
