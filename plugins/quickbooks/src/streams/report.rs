@@ -26,11 +26,10 @@ const BATCH: usize = 1_000;
 /// The next chunk's length in days after an answer of `rows` rows over `days` days:
 /// sized to [`TARGET_ROWS`] at that density, at most twice `days`, within `1..=max`.
 pub fn next_chunk_days(days: i64, rows: u64, max: i64) -> i64 {
-    let fitted = if rows == 0 {
-        i64::MAX
-    } else {
-        i64::try_from((days as u64).saturating_mul(TARGET_ROWS) / rows).unwrap_or(i64::MAX)
-    };
+    let fitted = (days as u64)
+        .saturating_mul(TARGET_ROWS)
+        .checked_div(rows)
+        .map_or(i64::MAX, |d| i64::try_from(d).unwrap_or(i64::MAX));
     fitted.min(days.saturating_mul(2)).clamp(1, max.max(1))
 }
 
