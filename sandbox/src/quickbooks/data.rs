@@ -151,32 +151,44 @@ pub fn parse_ts(text: &str) -> Option<i64> {
     None
 }
 
-/// A live object.
+/// A live object, kept as its JSON text only (a tree of values costs about ten times
+/// the text, and a company of a million invoices has to fit), plus the fields that
+/// filters read on every request.
 #[derive(Debug, Clone)]
 pub struct Obj {
     /// Numeric id (the JSON carries it as a string).
     pub id: u64,
     /// `MetaData.LastUpdatedTime` as epoch seconds, kept for fast filtering.
     pub ts: i64,
-    /// The object.
-    pub value: Value,
-    /// `value` serialized once, so pages are built by concatenation.
+    /// The object serialized, so pages are built by concatenation.
     pub text: String,
+    /// `TxnDate`, for the report's date filter.
+    pub txn_date: Option<NaiveDate>,
 }
 
 impl Obj {
-    fn new(id: u64, ts: i64, value: Value) -> Self {
-        let text = value.to_string();
+    fn new(id: u64, ts: i64, value: &Value) -> Self {
         Obj {
             id,
             ts,
-            value,
-            text,
+            text: value.to_string(),
+            txn_date: value
+                .get("TxnDate")
+                .and_then(Value::as_str)
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
         }
     }
 
-    fn refresh_text(&mut self) {
-        self.text = self.value.to_string();
+    /// The object as a value, parsed from its text.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// Changes the object: `f` edits its value, which is then serialized again.
+    fn edit(&mut self, f: impl FnOnce(&mut Value)) {
+        let mut v = self.value();
+        f(&mut v);
+        *self = Obj::new(self.id, self.ts, &v);
     }
 }
 
@@ -208,6 +220,8 @@ pub struct Store {
     /// Per entity, (LastUpdatedTime, id) of every live object in order; rebuilt lazily
     /// after a change. Incremental queries binary-search it instead of scanning.
     ts_index: BTreeMap<&'static str, Vec<(i64, u64)>>,
+    /// [`Store::refs`], cached.
+    refs: Option<Refs>,
 }
 
 fn money(cents: i64) -> Value {
@@ -318,6 +332,7 @@ impl Store {
             rng: StdRng::seed_from_u64(config.seed),
             mutations: 0,
             ts_index: BTreeMap::new(),
+            refs: None,
         };
         let start = now - config.history_days.max(2) * 86_400;
         let end = now - 86_400;
@@ -350,10 +365,15 @@ impl Store {
         store
     }
 
-    fn refs(&self) -> Refs {
+    /// The list objects transactions refer to, collected once and kept until a list
+    /// object is added.
+    fn refs(&mut self) -> Refs {
+        if let Some(r) = &self.refs {
+            return r.clone();
+        }
         let mut refs = Refs::default();
         let name_of = |o: &Obj, key: &str| {
-            o.value
+            o.value()
                 .get(key)
                 .and_then(Value::as_str)
                 .unwrap_or("")
@@ -385,12 +405,13 @@ impl Store {
         }
         for o in self.tables.get("Item").into_iter().flat_map(|t| t.values()) {
             let price = o
-                .value
+                .value()
                 .get("UnitPrice")
                 .and_then(Value::as_f64)
                 .unwrap_or(10.0);
             refs.items.push((o.id, name_of(o, "Name"), price));
         }
+        self.refs = Some(refs.clone());
         refs
     }
 
@@ -400,8 +421,11 @@ impl Store {
         self.next_id += 1;
         let refs = self.refs();
         let value = self.build(entity, id, ts, &refs);
+        if entity_kind(entity).is_some_and(|k| k.list) {
+            self.refs = None;
+        }
         if let Some(t) = self.tables.get_mut(entity) {
-            t.insert(id, Obj::new(id, ts, value));
+            t.insert(id, Obj::new(id, ts, &value));
         }
         id
     }
@@ -699,11 +723,12 @@ impl Store {
         let id = self.insert_generated(kind.name, at);
         if let Some(o) = self.tables.get_mut(kind.name).and_then(|t| t.get_mut(&id)) {
             let today = local_date(at).format("%Y-%m-%d").to_string();
-            if o.value.get("TxnDate").is_some() {
-                o.value["TxnDate"] = json!(today);
-            }
-            o.value["MetaData"] = meta(at, at);
-            o.refresh_text();
+            o.edit(|v| {
+                if v.get("TxnDate").is_some() {
+                    v["TxnDate"] = json!(today);
+                }
+                v["MetaData"] = meta(at, at);
+            });
         }
         Some(id.to_string())
     }
@@ -726,9 +751,11 @@ impl Store {
         let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&id)) else {
             return false;
         };
-        bump(o, at);
-        o.value["PrivateNote"] = json!(format!("edited (change {n})"));
-        o.refresh_text();
+        o.ts = at;
+        o.edit(|v| {
+            bump(v, at);
+            v["PrivateNote"] = json!(format!("edited (change {n})"));
+        });
         true
     }
 
@@ -750,9 +777,11 @@ impl Store {
             let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&num)) else {
                 return false;
             };
-            bump(o, now);
-            o.value["Active"] = json!(false);
-            o.refresh_text();
+            o.ts = now;
+            o.edit(|v| {
+                bump(v, now);
+                v["Active"] = json!(false);
+            });
             return true;
         }
         let Some(_) = self.tables.get_mut(entity).and_then(|t| t.remove(&num)) else {
@@ -775,14 +804,15 @@ impl Store {
         for table in self.tables.values_mut() {
             for o in table.values_mut() {
                 o.ts -= secs;
-                let create = o
-                    .value
-                    .pointer("/MetaData/CreateTime")
-                    .and_then(Value::as_str)
-                    .and_then(parse_ts)
-                    .unwrap_or(o.ts + secs);
-                o.value["MetaData"] = meta(create - secs, o.ts);
-                o.refresh_text();
+                let ts = o.ts;
+                o.edit(|v| {
+                    let create = v
+                        .pointer("/MetaData/CreateTime")
+                        .and_then(Value::as_str)
+                        .and_then(parse_ts)
+                        .unwrap_or(ts + secs);
+                    v["MetaData"] = meta(create - secs, ts);
+                });
             }
         }
         for t in &mut self.tombstones {
@@ -802,14 +832,14 @@ impl Store {
             }
             for o in table.values_mut() {
                 o.ts = at;
-                let create = o
-                    .value
-                    .pointer("/MetaData/CreateTime")
-                    .and_then(Value::as_str)
-                    .and_then(parse_ts)
-                    .unwrap_or(at);
-                o.value["MetaData"] = meta(create.min(at), at);
-                o.refresh_text();
+                o.edit(|v| {
+                    let create = v
+                        .pointer("/MetaData/CreateTime")
+                        .and_then(Value::as_str)
+                        .and_then(parse_ts)
+                        .unwrap_or(at);
+                    v["MetaData"] = meta(create.min(at), at);
+                });
             }
         }
     }
@@ -823,8 +853,8 @@ impl Store {
         let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&id)) else {
             return false;
         };
-        bump(o, at);
-        o.refresh_text();
+        o.ts = at;
+        o.edit(|v| bump(v, at));
         true
     }
 
@@ -858,20 +888,19 @@ fn entity_kind(name: &str) -> Option<EntityKind> {
     entity(name)
 }
 
-fn bump(o: &mut Obj, now: i64) {
-    let sync = o
-        .value
+/// An edit's bookkeeping: the next `SyncToken` and `LastUpdatedTime` `now` (the caller
+/// sets the object's `ts`).
+fn bump(v: &mut Value, now: i64) {
+    let sync = v
         .get("SyncToken")
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
-    o.value["SyncToken"] = json!((sync + 1).to_string());
-    let create = o
-        .value
+    v["SyncToken"] = json!((sync + 1).to_string());
+    let create = v
         .pointer("/MetaData/CreateTime")
         .and_then(Value::as_str)
         .and_then(parse_ts)
         .unwrap_or(now);
-    o.value["MetaData"] = meta(create, now);
-    o.ts = now;
+    v["MetaData"] = meta(create, now);
 }

@@ -131,7 +131,7 @@ impl Emulator {
             .tables
             .get(entity)?
             .get(&id)
-            .map(|o| o.value.clone())
+            .map(|o| o.value())
     }
 
     /// Creates `n` objects of `entity` stamped now; returns their ids.

@@ -424,7 +424,8 @@ fn field_key(obj: &Obj, path: &str) -> Option<Key> {
         "Id" => return Some(Key::Num(obj.id as f64)),
         _ => {}
     }
-    let v = lookup(&obj.value, path)?;
+    let value = obj.value();
+    let v = lookup(&value, path)?;
     if path.ends_with("Time") {
         return v.as_str().and_then(parse_ts).map(|t| Key::Num(t as f64));
     }
@@ -638,7 +639,7 @@ pub fn run<'a>(store: &'a Store, q: &Query) -> Result<Outcome<'a>, QueryError> {
     let hide_inactive = kind.list && !conds.iter().any(|p| p.path == "Active");
     let mut rows: Vec<&Obj> = store
         .table(kind.name)
-        .filter(|o| !hide_inactive || o.value.get("Active") != Some(&Value::Bool(false)))
+        .filter(|o| !hide_inactive || o.value().get("Active") != Some(&Value::Bool(false)))
         .filter(|o| conds.iter().all(|p| matches_prepared(o, p)))
         .collect();
     if q.count {

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
-use super::data::{Obj, Store, ENTITIES};
+use super::data::{Store, ENTITIES};
 
 /// Default columns, in order: (ColKey, title, ColType).
 const COLUMNS: &[(&str, &str, &str)] = &[
@@ -32,8 +32,7 @@ fn ref_cell(r: Option<&Value>) -> Value {
     }
 }
 
-fn row(entity: &str, label: &str, o: &Obj) -> Value {
-    let v = &o.value;
+fn row(entity: &str, label: &str, id: u64, v: &Value) -> Value {
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let name = v
         .get("CustomerRef")
@@ -62,7 +61,7 @@ fn row(entity: &str, label: &str, o: &Obj) -> Value {
     };
     json!({"ColData": [
         cell(s("TxnDate")),
-        json!({"id": o.id.to_string(), "value": label}),
+        json!({"id": id.to_string(), "value": label}),
         cell(s("DocNumber")),
         cell("No"),
         ref_cell(name),
@@ -88,20 +87,18 @@ pub fn transaction_list(
             continue;
         };
         for o in store.table(kind.name) {
-            let Some(date) = o.value.get("TxnDate").and_then(Value::as_str) else {
-                continue;
-            };
-            let Ok(d) = NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
+            let Some(d) = o.txn_date else {
                 continue;
             };
             if d < start || d > end {
                 continue;
             }
-            let who = o
-                .value
+            let v = o.value();
+            let date = d.format("%Y-%m-%d").to_string();
+            let who = v
                 .get("CustomerRef")
-                .or_else(|| o.value.get("VendorRef"))
-                .or_else(|| o.value.get("EntityRef"));
+                .or_else(|| v.get("VendorRef"))
+                .or_else(|| v.get("EntityRef"));
             let who_id = who
                 .and_then(|w| w.get("value"))
                 .and_then(Value::as_str)
@@ -113,9 +110,9 @@ pub fn transaction_list(
                 .unwrap_or("Not Specified")
                 .to_string();
             rows.push((
-                date.to_string(),
+                date,
                 o.id,
-                row(kind.name, label, o),
+                row(kind.name, label, o.id, &v),
                 who_id,
                 who_name,
             ));
