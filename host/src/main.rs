@@ -643,7 +643,29 @@ fn enter_manifest_dir(loaded: &Loaded, command: &mut Command) -> Result<()> {
     })
 }
 
+/// glibc gives each thread that allocates an arena of its own (up to eight per core),
+/// and memory freed in one arena is not reused by another. With a tokio runtime in every
+/// plugin plus the host's threads, that fragmentation alone doubled a sync's peak RSS
+/// (a 200,000-invoice QuickBooks sync: 110–146 MiB, 54 MiB with two arenas, at the same
+/// speed). Two arenas for the whole process, plugins included (they share the C
+/// allocator), unless `MALLOC_ARENA_MAX` says otherwise.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only tunes the allocator; it runs first thing in `main`,
+        // before any other thread exists, and a refusal (return 0) changes nothing.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
