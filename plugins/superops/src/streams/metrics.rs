@@ -35,7 +35,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tributary_sdk::Record;
 
-use super::{client_condition, defs, full_scan, parse_row, Ctx, Scan};
+use super::{client_condition, defs, full_scan, parse_row, Ctx, Scan, SeenKeys};
 use crate::error::{Error, Result};
 use crate::json::text_of;
 use crate::time;
@@ -47,34 +47,68 @@ pub const TECHNICIAN_PRODUCTIVITY: &str = "technician_productivity";
 /// Both derived streams.
 pub const METRIC_STREAMS: &[&str] = &[SLA_SUMMARY, TECHNICIAN_PRODUCTIVITY];
 
-/// What the metrics need of one ticket.
-#[derive(Debug, Clone)]
-pub struct TicketFact {
-    /// `ticketId`.
-    pub id: String,
-    client_id: Option<String>,
-    client_name: Option<String>,
-    tech_id: Option<String>,
-    tech_name: Option<String>,
-    created: Option<DateTime<Utc>>,
-    resolved: Option<DateTime<Utc>>,
-    fr_violated: Option<bool>,
-    res_violated: Option<bool>,
+/// What the metrics need of the tickets, aggregated while they are scanned: never one
+/// entry per ticket, so a tenant's ticket count does not decide the memory a read needs.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// SLA figures per client, over tickets created in the window.
+    by_client: BTreeMap<String, SlaAcc>,
+    /// Per technician: a name and the tickets resolved in the window.
+    resolved_by_tech: BTreeMap<String, (Option<String>, u64)>,
+    /// Under a client filter, the ids of those clients' tickets (worklogs are attributed
+    /// to a client through their ticket); `None` without one.
+    pub client_ticket_ids: Option<HashSet<String>>,
+    /// The scan was a whole listing ([`super::ScanOutcome::is_whole`], no repeats).
+    pub whole: bool,
+}
+
+impl Facts {
+    fn add(&mut self, ctx: &Ctx, v: &super::RowView, id: &str) {
+        let client_id = text_of(v.client.as_ref().and_then(|c| c.get("accountId")));
+        let created = v.created_time.as_deref().and_then(time::parse);
+        let resolved = v.resolution_time.as_deref().and_then(time::parse);
+        if let Some(ids) = &mut self.client_ticket_ids {
+            ids.insert(id.to_string());
+        }
+        if let (Some(client), Some(created)) = (client_id, created) {
+            if ctx.in_window(created) {
+                let a = self.by_client.entry(client).or_default();
+                if a.name.is_none() {
+                    a.name = name_of(v.client.as_ref());
+                }
+                a.tickets += 1;
+                if let Some(r) = resolved {
+                    a.resolved += 1;
+                    a.resolution_micros += micros_between(created, r);
+                }
+                if let Some(violated) = v.first_response_violated.as_ref().and_then(Value::as_bool)
+                {
+                    a.fr_measured += 1;
+                    a.fr_met += u64::from(!violated);
+                }
+                if let Some(violated) = v.resolution_violated.as_ref().and_then(Value::as_bool) {
+                    a.res_measured += 1;
+                    a.res_met += u64::from(!violated);
+                }
+            }
+        }
+        let tech = text_of(v.technician.as_ref().and_then(|t| t.get("userId")));
+        if let (Some(tech), Some(resolved)) = (tech, resolved) {
+            if ctx.in_window(resolved) {
+                let e = self.resolved_by_tech.entry(tech).or_default();
+                if e.0.is_none() {
+                    e.0 = name_of(v.technician.as_ref());
+                }
+                e.1 += 1;
+            }
+        }
+    }
 }
 
 fn name_of(v: Option<&Value>) -> Option<String> {
     v.and_then(|o| o.get("name"))
         .and_then(Value::as_str)
         .map(str::to_string)
-}
-
-/// The tickets of one read, as the metrics need them.
-#[derive(Debug)]
-pub struct Facts {
-    /// One entry per ticket.
-    pub list: Vec<TicketFact>,
-    /// The scan was a whole listing ([`super::ScanOutcome::is_whole`], no repeats).
-    pub whole: bool,
 }
 
 /// Scans the tickets the metrics (and client-filtered worklogs) need, once per read.
@@ -90,44 +124,35 @@ pub async fn ticket_facts(ctx: &Ctx) -> Result<Arc<Facts>> {
             .with_sort("createdTime", false)
             .with_condition(client_condition(&ctx.window.clients).into_iter().collect());
             let clients = ctx.clients();
-            let mut seen = HashSet::new();
-            let mut facts = Vec::new();
+            let mut facts = Facts {
+                client_ticket_ids: clients.as_ref().map(|_| HashSet::new()),
+                ..Facts::default()
+            };
+            let mut seen = SeenKeys::default();
             let mut page_no = 0;
             let mut repeated = false;
             let outcome = full_scan(ctx, &scan, |page| {
                 page_no += 1;
                 for (i, raw) in page.items.iter().enumerate() {
                     let (_, v) = parse_row(raw, "tickets", page_no, i)?;
-                    let Some(id) = v.ticket_id.clone() else { continue };
-                    let client_id = text_of(v.client.as_ref().and_then(|c| c.get("accountId")));
+                    let Some(id) = v.ticket_id.as_deref() else { continue };
                     if let Some(cs) = &clients {
+                        let client_id = text_of(v.client.as_ref().and_then(|c| c.get("accountId")));
                         if !client_id.as_deref().is_some_and(|c| cs.contains(c)) {
                             continue;
                         }
                     }
-                    if !seen.insert(id.clone()) {
+                    if !seen.insert(id) {
                         repeated = true;
                         continue;
                     }
-                    facts.push(TicketFact {
-                        id,
-                        client_id,
-                        client_name: name_of(v.client.as_ref()),
-                        tech_id: text_of(v.technician.as_ref().and_then(|t| t.get("userId"))),
-                        tech_name: name_of(v.technician.as_ref()),
-                        created: v.created_time.as_deref().and_then(time::parse),
-                        resolved: v.resolution_time.as_deref().and_then(time::parse),
-                        fr_violated: v.first_response_violated.as_ref().and_then(Value::as_bool),
-                        res_violated: v.resolution_violated.as_ref().and_then(Value::as_bool),
-                    });
+                    facts.add(ctx, &v, id);
                 }
                 Ok(true)
             })
             .await?;
-            Ok(Arc::new(Facts {
-                list: facts,
-                whole: outcome.is_whole() && !repeated,
-            }))
+            facts.whole = outcome.is_whole() && !repeated;
+            Ok(Arc::new(facts))
         })
         .await
         .cloned()
@@ -183,9 +208,9 @@ pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
         "window_end": ctx.window.end.map(time::to_cursor),
     });
     let (records, whole) = if name == SLA_SUMMARY {
-        (sla_summary(ctx, &facts.list, &window)?, facts.whole)
+        (sla_summary(&facts, &window)?, facts.whole)
     } else {
-        let (records, worklogs_whole) = technician_productivity(ctx, &facts.list, &window).await?;
+        let (records, worklogs_whole) = technician_productivity(ctx, &facts, &window).await?;
         (records, facts.whole && worklogs_whole)
     };
     let n = records.len();
@@ -205,7 +230,7 @@ pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct SlaAcc {
     name: Option<String>,
     tickets: u64,
@@ -219,37 +244,14 @@ struct SlaAcc {
     resolution_micros: i128,
 }
 
-fn sla_summary(ctx: &Ctx, facts: &[TicketFact], window: &Value) -> Result<Vec<Record>> {
-    let mut by_client: BTreeMap<String, SlaAcc> = BTreeMap::new();
-    for f in facts {
-        let (Some(client), Some(created)) = (&f.client_id, f.created) else {
-            continue;
-        };
-        if !ctx.in_window(created) {
-            continue;
-        }
-        let a = by_client.entry(client.clone()).or_default();
-        a.name = a.name.take().or_else(|| f.client_name.clone());
-        a.tickets += 1;
-        if let Some(r) = f.resolved {
-            a.resolved += 1;
-            a.resolution_micros += micros_between(created, r);
-        }
-        if let Some(v) = f.fr_violated {
-            a.fr_measured += 1;
-            a.fr_met += u64::from(!v);
-        }
-        if let Some(v) = f.res_violated {
-            a.res_measured += 1;
-            a.res_met += u64::from(!v);
-        }
-    }
-    by_client
-        .into_iter()
+fn sla_summary(facts: &Facts, window: &Value) -> Result<Vec<Record>> {
+    facts
+        .by_client
+        .iter()
         .map(|(client, a)| {
             let mut row = json!({
                 "client_id": client,
-                "client_name": a.name,
+                "client_name": a.name.clone(),
                 "tickets": a.tickets,
                 "resolved_tickets": a.resolved,
                 "first_response_measured": a.fr_measured,
@@ -261,7 +263,7 @@ fn sla_summary(ctx: &Ctx, facts: &[TicketFact], window: &Value) -> Result<Vec<Re
                 "mean_resolution_hours": if a.resolved == 0 { Value::Null } else { json!(a.resolution_micros as f64 / 3.6e9 / a.resolved as f64) },
             });
             merge(&mut row, window);
-            Record::from_value(client, &row).map_err(|e| Error::Other(e.message))
+            Record::from_value(client.clone(), &row).map_err(|e| Error::Other(e.message))
         })
         .collect()
 }
@@ -278,14 +280,12 @@ struct TechAcc {
 /// The rows, and whether the worklog scans behind them were whole listings.
 async fn technician_productivity(
     ctx: &Ctx,
-    facts: &[TicketFact],
+    facts: &Facts,
     window: &Value,
 ) -> Result<(Vec<Record>, bool)> {
     let def = defs::find("worklog_entries")
         .ok_or_else(|| Error::Other("worklog stream undefined".into()))?;
-    let ticket_ids: Option<HashSet<&str>> = ctx
-        .clients()
-        .map(|_| facts.iter().map(|f| f.id.as_str()).collect());
+    let ticket_ids = facts.client_ticket_ids.as_ref();
     let mut by_tech: BTreeMap<String, TechAcc> = BTreeMap::new();
     let mut whole = true;
     for module in ["TICKET", "PROJECT"] {
@@ -298,22 +298,22 @@ async fn technician_productivity(
             ctx.config.page_size,
         );
         scan.module = Some(module);
-        let mut seen = HashSet::new();
+        let mut seen = SeenKeys::default();
         let mut page_no = 0;
         let mut repeated = false;
         let outcome = full_scan(ctx, &scan, |page| {
             page_no += 1;
             for (i, raw) in page.items.iter().enumerate() {
                 let (_, v) = parse_row(raw, "worklog_entries", page_no, i)?;
-                let Some(item) = v.item_id.clone() else {
+                let Some(item) = v.item_id.as_deref() else {
                     continue;
                 };
                 if !seen.insert(item) {
                     repeated = true;
                     continue;
                 }
-                if let Some(ids) = &ticket_ids {
-                    if !defs::worklog_ticket(&v).is_some_and(|t| ids.contains(t.as_str())) {
+                if let Some(ids) = ticket_ids {
+                    if !defs::worklog_ticket(&v).is_some_and(|t| ids.contains(&t)) {
                         continue;
                     }
                 }
@@ -351,16 +351,12 @@ async fn technician_productivity(
         .await?;
         whole &= outcome.is_whole() && !repeated;
     }
-    for f in facts {
-        let (Some(tech), Some(resolved)) = (&f.tech_id, f.resolved) else {
-            continue;
-        };
-        if !ctx.in_window(resolved) {
-            continue;
-        }
+    for (tech, (name, resolved)) in &facts.resolved_by_tech {
         let a = by_tech.entry(tech.clone()).or_default();
-        a.name = a.name.take().or_else(|| f.tech_name.clone());
-        a.resolved += 1;
+        if a.name.is_none() {
+            a.name = name.clone();
+        }
+        a.resolved += resolved;
     }
     let records = by_tech
         .into_iter()

@@ -13,7 +13,7 @@
 //! requests a minute the walk is budget-bound anyway. Measured cost: about
 //! `tickets / 99` requests.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -53,7 +53,7 @@ pub async fn ticket_ids(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool
 async fn offset_listing(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool> {
     let snap = ctx.out.snapshot(STREAM, Coverage::Source)?;
     let scan = Scan::new(def, "ticketId", PAGE_SIZE).with_sort("createdTime", false);
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen = super::SeenKeys::default();
     let mut repeated = false;
     let mut page_no = 0u32;
     let outcome = super::full_scan(ctx, &scan, |page| {
@@ -65,7 +65,7 @@ async fn offset_listing(ctx: &Ctx, def: &'static defs::StreamDef) -> Result<bool
                 context: format!("stream tickets (id listing) page {page_no} row {i}"),
                 detail: "ticketId is missing".to_string(),
             })?;
-            if seen.insert(id.clone()) {
+            if seen.insert(&id) {
                 batch.push(id);
             } else {
                 repeated = true;

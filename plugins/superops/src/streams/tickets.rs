@@ -57,7 +57,15 @@ struct Run {
     /// Rows older than this are not wanted (cursor − overlap, or the window start).
     floor: Option<DateTime<Utc>>,
     prior: HashMap<String, DateTime<Utc>>,
+    /// Versions emitted in this run, to drop a ticket met again at the same version.
+    /// Only those from `keep_from` on are kept: older ones cannot come back (the walk
+    /// after a first scan starts at the signpost less the overlap), and a first sync of a
+    /// million tickets must not remember every one.
     emitted: HashMap<String, DateTime<Utc>>,
+    keep_from: Option<DateTime<Utc>>,
+    /// During a first scan, every id met (as a hash), to notice one met twice.
+    scan_ids: Option<super::SeenKeys>,
+    repeated: bool,
     max: Option<DateTime<Utc>>,
     count: u64,
     limit: Option<u64>,
@@ -95,6 +103,9 @@ impl Run {
                     detail: format!("updatedTime {:?} is not a timestamp", view.updated_time),
                 })?;
             last = Some(t);
+            if let Some(ids) = &mut self.scan_ids {
+                self.repeated |= !ids.insert(&id);
+            }
             if self.limited() {
                 continue;
             }
@@ -112,7 +123,9 @@ impl Run {
             {
                 continue;
             }
-            self.emitted.insert(id.clone(), t);
+            if self.keep_from.is_none_or(|k| t >= k) {
+                self.emitted.insert(id.clone(), t);
+            }
             self.max = self.max.max(Some(t));
             self.count += 1;
             batch.push(Record::from_json(id, text).with_cursor(time::to_cursor(t)));
@@ -199,6 +212,9 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         floor,
         prior,
         emitted: HashMap::new(),
+        keep_from: None,
+        scan_ids: None,
+        repeated: false,
         max: None,
         count: 0,
         limit: ctx.window.limit,
@@ -238,15 +254,19 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         let scan = Scan::new(def, def.selection, ctx.config.page_size)
             .with_sort("createdTime", false)
             .with_condition(conditions);
+        run.keep_from = signpost.map(|s| s - overlap);
+        run.scan_ids = Some(super::SeenKeys::default());
         let outcome = full_scan(ctx, &scan, |page| {
             let (batch, _) = run.process(ctx, &page.items)?;
             ctx.out.records(STREAM, batch)?;
             Ok(!run.limited())
         })
         .await?;
-        // Unnarrowed, every row of the scan is emitted unless its id came twice (the
-        // order moved under the offsets, so another may have been skipped).
-        let distinct = run.emitted.len() as u64 == outcome.rows;
+        run.scan_ids = None;
+        run.keep_from = None;
+        // An id that came twice means the order moved under the offsets, so another may
+        // have been skipped.
+        let distinct = !run.repeated;
         if run.limited() {
             // Rows came in createdTime order, so no cursor covers exactly what was sent.
             tracing::info!(
