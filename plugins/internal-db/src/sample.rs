@@ -415,6 +415,9 @@ pub(crate) async fn ensure_sample_database(config: &Config) -> Result<()> {
                 Error::io(format!("moving sample database to {}", path.display()), e)
             })?;
             tracing::info!(path = %path.display(), rows = ?counts, secs = started.elapsed().as_secs_f64(), "sample database ready");
+            // The lock file is not needed any more: whoever opens a new one from here on
+            // finds the database in place once it holds it. (Waiters on this one do too.)
+            let _ = std::fs::remove_file(sibling(&path, ".lock"));
             Ok(())
         }
         Err(e) => {
