@@ -381,7 +381,9 @@ pub fn report_each(
     body: &[u8],
     mut on_row: impl FnMut(ReportRow) -> Result<(), String>,
 ) -> Result<(), String> {
-    let top: ReportTop<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    // Validated whole first: members skipped as `IgnoredAny` are not checked otherwise.
+    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    let top: ReportTop<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if top.header.is_none() && top.rows.is_none() {
         return Err("not a report (no Header or Rows)".to_string());
     }
@@ -502,6 +504,11 @@ mod tests {
         ] {
             assert!(report_rows(empty.as_bytes()).expect("empty").is_empty());
         }
+        // Found by fuzzing: bytes that are not UTF-8 inside a member the walker skips.
+        let mut bad = br#"{"Header":{"Option":[{"Name":"NoReportData","V"#.to_vec();
+        bad.extend_from_slice(&[0xff, 0xfe]);
+        bad.extend_from_slice(br#"alue":"true"}]},"Rows":{}}"#);
+        assert!(report_rows(&bad).is_err());
     }
 
     #[test]
