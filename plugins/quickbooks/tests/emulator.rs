@@ -1124,3 +1124,49 @@ fn an_edit_between_two_pages_of_one_second_hides_no_object() {
         );
     }
 }
+
+#[test]
+fn deletion_stubs_without_a_time_are_still_deletions() {
+    // The reference infers the stub's JSON from an XML capture; a server may leave out
+    // its MetaData. Such a stub is a deletion all the same, emitted once.
+    let emu = emulator(Counts {
+        invoices: 40,
+        ..Counts::invoices_only(0)
+    });
+    let mut cfg = config(&emu, json!({}));
+    let streams = ["invoices", "deleted_objects"];
+    let (r1, c1) = read(&request(
+        &cfg,
+        &streams,
+        SyncMode::Incremental,
+        &BTreeMap::new(),
+    ));
+    r1.expect("first run");
+    rotate(&mut cfg, &c1);
+    emu.advance_clock(chrono::Duration::minutes(10));
+    let gone: Vec<String> = emu.ids("Invoice").into_iter().take(3).collect();
+    for id in &gone {
+        assert!(emu.delete("Invoice", id));
+    }
+    emu.set_bare_deletion_stubs(true);
+    let (r2, c2) = read(&request(&cfg, &streams, SyncMode::Incremental, &c1.state));
+    r2.expect("stubs without a time are read");
+    rotate(&mut cfg, &c2);
+    let deletions: BTreeSet<String> = c2.records["invoices"]
+        .iter()
+        .filter(|r| r.deleted)
+        .map(|r| r.pk.clone())
+        .collect();
+    assert_eq!(deletions, gone.iter().cloned().collect());
+    assert_eq!(pks(&c2, "deleted_objects").len(), gone.len());
+    // Not again on the next run.
+    emu.advance_clock(chrono::Duration::minutes(10));
+    let (r3, c3) = read(&request(&cfg, &streams, SyncMode::Incremental, &c2.state));
+    r3.expect("third run");
+    assert!(
+        pks(&c3, "invoices").is_empty(),
+        "{:?}",
+        pks(&c3, "invoices")
+    );
+    assert!(pks(&c3, "deleted_objects").is_empty());
+}

@@ -189,6 +189,13 @@ impl Emulator {
         *lock(&self.shared.cdc_old_since) = behaviour;
     }
 
+    /// Sends CDC deletion stubs without `MetaData` (no deletion time).
+    pub fn set_bare_deletion_stubs(&self, bare: bool) {
+        self.shared
+            .bare_stubs
+            .store(bare, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Which changes a CDC answer over the 1,000-object cap keeps.
     pub fn set_cdc_cap_order(&self, order: CdcCapOrder) {
         *lock(&self.shared.cdc_cap_order) = order;

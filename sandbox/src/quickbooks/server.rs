@@ -1,7 +1,8 @@
 //! The HTTP side: routes, per-realm throttling, bearer checks, injected faults.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,9 @@ pub struct Shared {
     pub cdc_old_since: Mutex<CdcOldSince>,
     /// Which changes a capped CDC answer keeps.
     pub cdc_cap_order: Mutex<CdcCapOrder>,
+    /// CDC deletion stubs without `MetaData` (the reference infers the stub's JSON from
+    /// an XML capture, so a server may send less).
+    pub bare_stubs: AtomicBool,
     window: Mutex<VecDeque<Instant>>,
     in_flight: AtomicU32,
     faults: Mutex<Vec<ActiveFault>>,
@@ -158,6 +162,7 @@ impl Shared {
             clock,
             cdc_old_since: Mutex::new(config.cdc_old_since),
             cdc_cap_order: Mutex::new(CdcCapOrder::default()),
+            bare_stubs: AtomicBool::new(false),
             auth: Mutex::new(AuthState::new(
                 config.refresh_token.clone(),
                 config.access_token_ttl,
@@ -600,17 +605,26 @@ async fn cdc_get(
         let store = lock(&shared.store);
         // (ts, id, entity index, text): every change since `since`; a capped answer keeps
         // the 1,000 that `cdc_cap_order` says (by default the oldest).
-        let mut changes: Vec<(i64, u64, usize, &str)> = Vec::new();
+        let bare_stubs = shared.bare_stubs.load(Ordering::Relaxed);
+        let mut changes: Vec<(i64, u64, usize, Cow<'_, str>)> = Vec::new();
         for (i, k) in kinds.iter().enumerate() {
             for o in store.table(k.name).filter(|o| o.ts >= since) {
-                changes.push((o.ts, o.id, i, o.text.as_str()));
+                changes.push((o.ts, o.id, i, Cow::Borrowed(o.text.as_str())));
             }
             for t in store
                 .tombstones
                 .iter()
                 .filter(|t| t.entity == k.name && t.ts >= since)
             {
-                changes.push((t.ts, t.id, i, t.text.as_str()));
+                let text = if bare_stubs {
+                    Cow::Owned(format!(
+                        r#"{{"domain":"QBO","status":"Deleted","Id":"{}"}}"#,
+                        t.id
+                    ))
+                } else {
+                    Cow::Borrowed(t.text.as_str())
+                };
+                changes.push((t.ts, t.id, i, text));
             }
         }
         match *lock(&shared.cdc_cap_order) {
@@ -621,7 +635,11 @@ async fn cdc_get(
         changes.truncate(CDC_CAP);
         let mut blocks: Vec<String> = Vec::new();
         for (i, k) in kinds.iter().enumerate() {
-            let objs: Vec<&str> = changes.iter().filter(|c| c.2 == i).map(|c| c.3).collect();
+            let objs: Vec<&str> = changes
+                .iter()
+                .filter(|c| c.2 == i)
+                .map(|c| c.3.as_ref())
+                .collect();
             if objs.is_empty() {
                 continue;
             }

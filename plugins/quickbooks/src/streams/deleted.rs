@@ -108,7 +108,12 @@ fn emit(
         }
         batch.push(stub_record(entity, row)?);
         *emitted += 1;
-        seen.insert(row.id.clone(), row.updated_raw.clone().unwrap_or_default());
+        // A stub without a readable time is remembered from now on.
+        let at = match (&row.updated_raw, row.updated) {
+            (Some(t), Some(_)) => t.clone(),
+            _ => format_time(&ctx.client.server_now()),
+        };
+        seen.insert(row.id.clone(), at);
     }
     ctx.out.records(stream, batch)?;
     ctx.out.checkpoint(stream, state)?;

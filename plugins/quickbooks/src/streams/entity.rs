@@ -188,7 +188,10 @@ pub(crate) fn emit_rows(
     let mut batch = Vec::with_capacity(rows.len());
     let mut stop = false;
     for row in rows {
-        if row.updated.is_none() {
+        // A live object must say when it changed; a deletion stub without a time (the
+        // reference infers its JSON shape from an XML capture) is still a deletion, and
+        // only never moves the position.
+        if row.updated.is_none() && !row.deleted {
             return Err(malformed(
                 stream,
                 where_,
@@ -216,9 +219,12 @@ pub(crate) fn emit_rows(
                 batch.push(record(row));
                 *emitted += 1;
                 if row.deleted {
-                    if let Some(t) = &row.updated_raw {
-                        deleted.insert(row.id.clone(), t.clone());
-                    }
+                    // Remembered until a complete read starts after it.
+                    let at = match (&row.updated_raw, row.updated) {
+                        (Some(t), Some(_)) => t.clone(),
+                        _ => format_time(&ctx.client.server_now()),
+                    };
+                    deleted.insert(row.id.clone(), at);
                 }
             }
         }
