@@ -383,6 +383,10 @@ pub fn report_each(
 ) -> Result<(), String> {
     // Validated whole first: members skipped as `IgnoredAny` are not checked otherwise.
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    // A derived struct would also take an array (its fields by position).
+    if !text.trim_start().starts_with('{') {
+        return Err("not a report (not a JSON object)".to_string());
+    }
     let top: ReportTop<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if top.header.is_none() && top.rows.is_none() {
         return Err("not a report (no Header or Rows)".to_string());
@@ -509,6 +513,8 @@ mod tests {
         bad.extend_from_slice(&[0xff, 0xfe]);
         bad.extend_from_slice(br#"alue":"true"}]},"Rows":{}}"#);
         assert!(report_rows(&bad).is_err());
+        // Found by fuzzing: an array taken as the report's fields by position.
+        assert!(report_rows(b"[1e2, null, null]").is_err());
     }
 
     #[test]
