@@ -282,6 +282,10 @@ pub fn cdc_rows(body: &[u8]) -> Result<Vec<(String, Row<'_>)>, String> {
 /// [`cdc_rows`] plus the envelope `time`.
 pub fn cdc_page(body: &[u8]) -> Result<CdcPage<'_>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    // A derived struct would also take an array (its fields by position).
+    if !text.trim_start().starts_with('{') {
+        return Err("not a CDC answer (not a JSON object)".to_string());
+    }
     let env: CdcEnvelope<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let Some(items) = env.cdc else {
         return Err("no CDCResponse in body".to_string());

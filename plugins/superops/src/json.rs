@@ -100,6 +100,13 @@ pub enum Body<'a> {
 
 /// Splits a response body into errors or the value of root field `root`.
 pub fn parse_body<'a>(body: &'a str, root: &str, context: &str) -> Result<Body<'a>> {
+    // A derived struct would also take an array (its fields by position).
+    if !body.trim_start().starts_with('{') {
+        return Err(Error::Malformed {
+            context: context.to_string(),
+            detail: "not a GraphQL response (not a JSON object)".to_string(),
+        });
+    }
     let env: Envelope<'a> = serde_json::from_str(body).map_err(|e| Error::Malformed {
         context: context.to_string(),
         detail: format!("not a GraphQL response ({e})"),
