@@ -7,7 +7,7 @@
 //! that crashed) are truncated away, so a resumed run appends each record exactly once.
 //! Consumers that want the newest version of a record take the last line per `_pk`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -54,8 +54,132 @@ pub struct JsonlDestination {
     staged: StateFile,
     pub(super) files: BTreeMap<String, OpenFile>,
     line: Vec<u8>,
-    /// Open snapshots: data file name → keys seen. Only keys are held, never records.
-    snapshots: HashMap<String, HashSet<String>>,
+    /// Open snapshots: data file name → what it has seen so far.
+    snapshots: HashMap<String, Snapshot>,
+}
+
+/// An open snapshot of one data file.
+enum Snapshot {
+    /// The file was empty when the snapshot began, so every line in it at the end was
+    /// written during the snapshot: nothing can have vanished, and nothing is tracked.
+    FromEmpty,
+    /// The keys seen, on disk: a listing of millions of keys must not be held in memory.
+    Tracked(SeenStore),
+}
+
+/// A private SQLite file beside the data file holding the keys a snapshot has seen and,
+/// when it completes, the newest line of every key in the data file; memory stays at
+/// SQLite's page cache whatever the number of keys. Removed when the snapshot ends (and
+/// at the next open, after a crash).
+struct SeenStore {
+    conn: rusqlite::Connection,
+    path: PathBuf,
+}
+
+const SNAPSHOT_SUFFIX: &str = ".snapshot.sqlite";
+
+impl SeenStore {
+    fn create(path: PathBuf) -> Result<SeenStore, DestinationError> {
+        let _ = fs::remove_file(&path);
+        let sql = |e: rusqlite::Error| DestinationError::Io {
+            context: format!("cannot create {}", path.display()),
+            error: std::io::Error::other(e.to_string()),
+        };
+        let conn = rusqlite::Connection::open(&path).map_err(sql)?;
+        // Scratch data: losing it in a crash loses nothing (the snapshot is redone).
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -8192;
+             CREATE TABLE seen (k TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE last (k TEXT PRIMARY KEY, off INTEGER NOT NULL, len INTEGER NOT NULL, del INTEGER NOT NULL) WITHOUT ROWID;",
+        )
+        .map_err(sql)?;
+        Ok(SeenStore { conn, path })
+    }
+
+    /// The error constructor for this store's SQLite errors.
+    fn errors(&self) -> impl Fn(rusqlite::Error) -> DestinationError {
+        let context = format!("snapshot keys in {}", self.path.display());
+        move |e| DestinationError::Io {
+            context: context.clone(),
+            error: std::io::Error::other(e.to_string()),
+        }
+    }
+
+    fn add<'a>(&mut self, keys: impl Iterator<Item = &'a str>) -> Result<(), DestinationError> {
+        let err = self.errors();
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO seen (k) VALUES (?1)")
+                .map_err(&err)?;
+            for k in keys {
+                insert.execute([k]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Reads the data file at `path` and returns (offset, length) of the newest line of
+    /// every live key not seen, in file order.
+    fn vanished(&mut self, path: &Path) -> Result<Vec<(u64, usize)>, DestinationError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("cannot open {}", path.display()))(e)),
+        };
+        let what = path.display().to_string();
+        let err = self.errors();
+        let tx = self.conn.transaction().map_err(&err)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO last (k, off, len, del) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(&err)?;
+            let mut failed = None;
+            for_each_line(
+                BufReader::with_capacity(1 << 20, file),
+                &what,
+                |key, offset, len, deleted| {
+                    if failed.is_none() {
+                        if let Err(e) = upsert.execute(rusqlite::params![
+                            key,
+                            offset as i64,
+                            len as i64,
+                            deleted
+                        ]) {
+                            failed = Some(e);
+                        }
+                    }
+                },
+            )?;
+            if let Some(e) = failed {
+                return Err(err(e));
+            }
+        }
+        tx.commit().map_err(&err)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT off, len FROM last WHERE del = 0
+                 AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.k = last.k) ORDER BY off",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as usize))
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err);
+        rows
+    }
+}
+
+impl Drop for SeenStore {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// The two fields of a line a snapshot needs to know which keys are live.
@@ -100,6 +224,12 @@ impl JsonlDestination {
         for entry in entries {
             let entry = entry.map_err(io_err(format!("cannot list {}", dir.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(SNAPSHOT_SUFFIX) {
+                // A snapshot's scratch keys, left by a run that stopped: it concluded
+                // nothing.
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
             if !name.ends_with(".jsonl") {
                 continue;
             }
@@ -190,27 +320,14 @@ impl JsonlDestination {
         write_atomic(&path, &bytes).map_err(io_err(format!("cannot write {}", path.display())))
     }
 
-    /// The newest line of every key in a data file (staged lines included): key →
-    /// (offset, length, deleted).
-    fn last_lines(
-        &mut self,
-        name: &str,
-    ) -> Result<HashMap<String, (u64, usize, bool)>, DestinationError> {
-        let path = self.dir.join(name);
+    /// Flushes the buffered lines of data file `name`, so that reading it sees them.
+    fn flush(&mut self, name: &str) -> Result<(), DestinationError> {
         if let Some(f) = self.files.get_mut(name) {
             f.writer
                 .flush()
                 .map_err(io_err(format!("cannot flush {name}")))?;
         }
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-            Err(e) => return Err(io_err(format!("cannot open {}", path.display()))(e)),
-        };
-        scan_last_lines(
-            BufReader::with_capacity(1 << 20, file),
-            &path.display().to_string(),
-        )
+        Ok(())
     }
 
     fn file(&mut self, name: &str) -> Result<&mut OpenFile, DestinationError> {
@@ -261,10 +378,23 @@ pub fn read_state_file(
 /// The newest line of every key in a data file: key → (offset, length, deleted). Every
 /// line must be one of ours; `what` names the file in the error.
 pub fn scan_last_lines<R: BufRead>(
-    mut reader: R,
+    reader: R,
     what: &str,
 ) -> Result<HashMap<String, (u64, usize, bool)>, DestinationError> {
     let mut keys = HashMap::new();
+    for_each_line(reader, what, |key, offset, len, deleted| {
+        keys.insert(key.to_string(), (offset, len, deleted));
+    })?;
+    Ok(keys)
+}
+
+/// Hands `(key, offset, length, deleted)` of every line of a data file to `each`, in
+/// order. Every line must be one of ours; `what` names the file in the error.
+fn for_each_line<R: BufRead>(
+    mut reader: R,
+    what: &str,
+    mut each: impl FnMut(&str, u64, usize, bool),
+) -> Result<(), DestinationError> {
     let mut line = Vec::new();
     let mut offset = 0u64;
     loop {
@@ -279,10 +409,10 @@ pub fn scan_last_lines<R: BufRead>(
             context: format!("{what} has an unreadable line at byte {offset}"),
             error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         })?;
-        keys.insert(key._pk, (offset, n, key._deleted));
+        each(&key._pk, offset, n, key._deleted);
         offset += n as u64;
     }
-    Ok(keys)
+    Ok(())
 }
 
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
@@ -300,8 +430,8 @@ impl Destination for JsonlDestination {
     ) -> Result<(), DestinationError> {
         let name = format!("{}.jsonl", table_name(source, stream));
         self.migrate_legacy(source, stream, &name)?;
-        if let Some(seen) = self.snapshots.get_mut(&name) {
-            seen.extend(batch.iter().map(|r| r.pk.to_string()));
+        if let Some(Snapshot::Tracked(seen)) = self.snapshots.get_mut(&name) {
+            seen.add(batch.iter().map(|r| r.pk))?;
         }
         let mut line = std::mem::take(&mut self.line);
         // The prefix is the same for every record of the batch.
@@ -428,7 +558,19 @@ impl Destination for JsonlDestination {
 
     fn begin_snapshot(&mut self, source: &str, stream: &str) -> Result<(), DestinationError> {
         let name = format!("{}.jsonl", table_name(source, stream));
-        self.snapshots.insert(name, HashSet::new());
+        self.migrate_legacy(source, stream, &name)?;
+        let empty = match self.files.get(&name) {
+            Some(f) => f.len == 0,
+            None => fs::metadata(self.dir.join(&name)).map_or(true, |m| m.len() == 0),
+        };
+        let snapshot = if empty {
+            Snapshot::FromEmpty
+        } else {
+            Snapshot::Tracked(SeenStore::create(
+                self.dir.join(format!(".{name}{SNAPSHOT_SUFFIX}")),
+            )?)
+        };
+        self.snapshots.insert(name, snapshot);
         Ok(())
     }
 
@@ -439,8 +581,8 @@ impl Destination for JsonlDestination {
         keys: &KeyBatch,
     ) -> Result<(), DestinationError> {
         let name = format!("{}.jsonl", table_name(source, stream));
-        if let Some(seen) = self.snapshots.get_mut(&name) {
-            seen.extend(keys.iter().map(str::to_string));
+        if let Some(Snapshot::Tracked(seen)) = self.snapshots.get_mut(&name) {
+            seen.add(keys.iter())?;
         }
         Ok(())
     }
@@ -452,19 +594,13 @@ impl Destination for JsonlDestination {
         noticed_at: &str,
     ) -> Result<u64, DestinationError> {
         let name = format!("{}.jsonl", table_name(source, stream));
-        let Some(seen) = self.snapshots.remove(&name) else {
+        let Some(Snapshot::Tracked(mut seen)) = self.snapshots.remove(&name) else {
             return Ok(0);
         };
-        self.migrate_legacy(source, stream, &name)?;
-        let mut vanished: Vec<(u64, usize)> = self
-            .last_lines(&name)?
-            .into_iter()
-            .filter(|(pk, (_, _, deleted))| !deleted && !seen.contains(pk))
-            .map(|(_, (offset, len, _))| (offset, len))
-            .collect();
-        drop(seen);
-        vanished.sort_unstable();
+        self.flush(&name)?;
         let path = self.dir.join(&name);
+        let vanished = seen.vanished(&path)?;
+        drop(seen);
         let mut reader =
             File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
         let mut marked = 0u64;

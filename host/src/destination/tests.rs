@@ -244,6 +244,44 @@ fn jsonl_snapshot_appends_one_delete_line_per_vanished_key_and_matches_sqlite() 
     }
 }
 
+/// The `.snapshot.sqlite` scratch files in `dir`.
+fn scratch_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snapshot.sqlite"))
+        .collect()
+}
+
+#[test]
+fn jsonl_snapshot_keys_live_on_disk_only_while_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = JsonlDestination::open(dir.path()).unwrap();
+    // Into an empty file nothing can vanish: no scratch store at all.
+    d.begin_snapshot("src", "s").unwrap();
+    d.write("src", "s", &batch(&[1, 2, 3], "a"), "t0").unwrap();
+    assert!(scratch_files(dir.path()).is_empty());
+    assert_eq!(d.finish_snapshot("src", "s", "t1").unwrap(), 0);
+    d.commit().unwrap();
+    // Over existing lines, the seen keys go to a scratch store beside the file, which is
+    // gone once the snapshot ends, completed or abandoned.
+    d.begin_snapshot("src", "s").unwrap();
+    d.snapshot_keys("src", "s", &keys(&[1])).unwrap();
+    assert_eq!(scratch_files(dir.path()), [".src__s.jsonl.snapshot.sqlite"]);
+    assert_eq!(d.finish_snapshot("src", "s", "t2").unwrap(), 2);
+    assert!(scratch_files(dir.path()).is_empty());
+    d.commit().unwrap();
+    d.begin_snapshot("src", "s").unwrap();
+    d.abandon_snapshot("src", "s");
+    assert!(scratch_files(dir.path()).is_empty());
+    // A crash leaves one behind: the next open removes it.
+    d.begin_snapshot("src", "s").unwrap();
+    std::mem::forget(d);
+    assert_eq!(scratch_files(dir.path()).len(), 1);
+    JsonlDestination::open(dir.path()).unwrap();
+    assert!(scratch_files(dir.path()).is_empty());
+}
+
 #[test]
 fn legacy_tables_and_files_are_renamed_when_they_hold_one_stream() {
     let dir = tempfile::tempdir().unwrap();
