@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-mod services;
-pub use services::service_url;
+pub mod services;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -4,7 +4,8 @@
 use sqlx::Executor;
 use tributary_internal_db::sample::{self, SampleSpec};
 
-use crate::common::{count, service_url, Scratch};
+use crate::common::services::service_url;
+use crate::common::{count, Scratch};
 use crate::deletions::{self, Source};
 
 /// A fresh database on the server at `base`, dropped at the end.
