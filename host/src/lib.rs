@@ -6,6 +6,7 @@
 //! - [`loader`] finds plugin libraries (checking their structure before `dlopen`).
 //! - [`runner`] reads every source through its plugin into one [`destination`], under the
 //!   [`lock`]s that make one process the only writer.
+//! - [`sandbox`] starts the built-in emulators for the sources a `[sandbox]` serves.
 //! - [`credentials`] keeps rotated secrets; [`validation`] checks JSON against a schema;
 //!   [`progress`] draws bars and the summary table.
 
@@ -17,4 +18,5 @@ pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod runner;
+pub mod sandbox;
 pub mod validation;

@@ -17,7 +17,7 @@ use tributary::manifest::Manifest;
 use tributary::plan::{Overrides, Plan};
 use tributary::progress::{self, Progress};
 use tributary::runner::{self, PreparedSource, RunOptions, Services};
-use tributary::{destination, lock, manifest, plan};
+use tributary::{destination, lock, manifest, plan, sandbox};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -317,8 +317,9 @@ fn cmd_check(
     cancel: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
-    let plan = build_plan(loaded, &registry, &only(source))?;
+    let mut plan = build_plan(loaded, &registry, &only(source))?;
     let _locks = lock_credentials(&plan, false)?;
+    let _sandboxes = sandbox::start(&mut plan)?;
     let services = services(&plan, cancel);
     let mut ok = true;
     for s in &plan.sources {
@@ -346,8 +347,9 @@ fn cmd_discover(
     cancel: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
-    let plan = build_plan(loaded, &registry, &only(source))?;
+    let mut plan = build_plan(loaded, &registry, &only(source))?;
     let _locks = lock_credentials(&plan, false)?;
+    let _sandboxes = sandbox::start(&mut plan)?;
     let services = services(&plan, cancel);
     let mut ok = true;
     let mut out = serde_json::Map::new();
@@ -383,7 +385,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         limit: args.limit,
         clients: args.clients.clone(),
     };
-    let plan = build_plan(loaded, &registry, &overrides)?;
+    let mut plan = build_plan(loaded, &registry, &overrides)?;
     if plan.sources.is_empty() {
         return Err(usage(format!(
             "{}: no source selected (enable one, or pass --source)",
@@ -395,6 +397,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     let _destination_lock =
         lock_destination(&plan.destination_kind, &plan.destination_path, args.wait)?;
     let _credential_locks = lock_credentials(&plan, args.wait)?;
+    let _sandboxes = sandbox::start(&mut plan)?;
     let services = services(&plan, cancel);
 
     // Discover every source first, so a bad stream name fails before anything is written.

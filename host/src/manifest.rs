@@ -22,6 +22,9 @@ pub struct Manifest {
     /// Fallbacks for every source.
     #[serde(default)]
     pub defaults: DefaultsSection,
+    /// Built-in emulators for sources marked `endpoint = "sandbox"`.
+    #[serde(default)]
+    pub sandbox: Option<SandboxSection>,
     /// Sources by name.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSection>,
@@ -96,6 +99,30 @@ impl Default for DestinationSection {
     }
 }
 
+/// `[sandbox]`: while present, every source with `endpoint = "sandbox"` is served by a
+/// local emulator (`tributary-sandbox`) filled with a sample MSP, credentials included;
+/// remove it to go live with the same sources.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSection {
+    /// Seed of the sample MSP: the same seed gives the same clients everywhere.
+    #[serde(default = "default_sandbox_seed")]
+    pub seed: u64,
+    /// Clients of the sample MSP.
+    #[serde(default = "default_sandbox_clients")]
+    pub clients: u32,
+    /// The `tributary-sandbox` program (default: beside `tributary`, else in `plugin_dir`).
+    pub program: Option<String>,
+}
+
+fn default_sandbox_seed() -> u64 {
+    42
+}
+
+fn default_sandbox_clients() -> u32 {
+    200
+}
+
 /// `[defaults]`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +148,8 @@ pub struct SourceSection {
     /// Whether `run` includes this source by default.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// `"sandbox"`: served by the built-in emulator while the manifest has `[sandbox]`.
+    pub endpoint: Option<String>,
     /// Streams to read (default: all the plugin offers).
     pub streams: Option<Vec<String>>,
     /// Overrides `[defaults].start_date`.
@@ -382,6 +411,9 @@ fn interpolate_manifest(m: &mut Manifest) {
     m.host.plugin_dir = interpolate(&m.host.plugin_dir);
     m.host.credentials = interpolate(&m.host.credentials);
     m.destination.path = interpolate(&m.destination.path);
+    if let Some(sb) = &mut m.sandbox {
+        interpolate_opt(&mut sb.program);
+    }
     interpolate_opt(&mut m.defaults.start_date);
     interpolate_opt(&mut m.defaults.end_date);
     for source in m.sources.values_mut() {

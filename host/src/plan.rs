@@ -42,6 +42,20 @@ pub struct SourcePlan {
     pub streams: Option<Vec<String>>,
     /// Date range, limit, clients.
     pub window: Window,
+    /// Served by the sandbox (`endpoint = "sandbox"` while the manifest has `[sandbox]`):
+    /// its connection settings come from the emulator when the run starts.
+    pub sandboxed: bool,
+}
+
+/// `[sandbox]`, resolved.
+#[derive(Debug, Clone)]
+pub struct SandboxPlan {
+    /// Seed of the sample MSP.
+    pub seed: u64,
+    /// Clients of the sample MSP.
+    pub clients: u32,
+    /// The `tributary-sandbox` program.
+    pub program: PathBuf,
 }
 
 /// Everything a command needs.
@@ -57,6 +71,39 @@ pub struct Plan {
     pub credentials_path: PathBuf,
     /// Sources synced at once.
     pub parallelism: usize,
+    /// The sandbox, when a selected source uses it.
+    pub sandbox: Option<SandboxPlan>,
+}
+
+/// Where `tributary-sandbox` is: the manifest's `program`, else beside this executable,
+/// else in the plugin directory (where `cargo build --release` puts both).
+fn sandbox_program(
+    manifest_dir: &Path,
+    configured: Option<&str>,
+    plugin_dir: &Path,
+) -> Result<PathBuf, String> {
+    if let Some(p) = configured {
+        let path = manifest::resolve_path(manifest_dir, p);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("program {} does not exist", path.display()))
+        };
+    }
+    let name = format!("tributary-sandbox{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(&name)));
+    beside
+        .into_iter()
+        .chain(std::iter::once(plugin_dir.join(&name)))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "{name} is neither beside tributary nor in {}; build it with `cargo build --release`",
+                plugin_dir.display()
+            )
+        })
 }
 
 /// Parses `YYYY-MM-DD` (midnight UTC) or RFC 3339.
@@ -228,10 +275,22 @@ pub fn build(
                 errors.push(format!("{}: {e}", at(&["sources", name, "interval"])));
             }
         }
+        let sandboxed = match section.endpoint.as_deref() {
+            None => false,
+            Some("sandbox") => manifest.sandbox.is_some(),
+            Some(other) => {
+                errors.push(format!(
+                    "{}: unknown endpoint `{other}` (expected `sandbox`, or no endpoint)",
+                    at(&["sources", name, "endpoint"])
+                ));
+                false
+            }
+        };
         if !selected {
             continue;
         }
-        if let Some(problems) = manifest.env_errors.get(name) {
+        // The sandbox supplies the connection settings, so the live ones may be unset.
+        if let (Some(problems), false) = (manifest.env_errors.get(name), sandboxed) {
             errors.extend(problems.iter().cloned());
             continue;
         }
@@ -326,7 +385,9 @@ pub fn build(
         }
 
         let mut config = toml_to_json(&toml::Value::Table(section.config.clone()));
+        // Stored credentials belong to the live service; a sandbox starts afresh each run.
         match credentials.get(name) {
+            Ok(_) if sandboxed => {}
             Ok(stored) => {
                 if let serde_json::Value::Object(map) = &mut config {
                     for (k, v) in stored {
@@ -339,7 +400,7 @@ pub fn build(
         // The plugin's config against the plugin's own schema, before anything runs.
         match plugin.spec() {
             Ok(spec) => match crate::validation::problems(&spec, &config) {
-                Ok(found) => errors.extend(found.into_iter().map(|p| {
+                Ok(found) => errors.extend(found.into_iter().filter(|p| !(sandboxed && p.missing)).map(|p| {
                     let mut path = vec!["sources", name.as_str(), "config"];
                     path.extend(p.path.iter().map(String::as_str));
                     format!("{}: {}", at(&path), p.message)
@@ -366,8 +427,26 @@ pub fn build(
                 limit,
                 clients,
             },
+            sandboxed,
         });
     }
+
+    let sandbox = match &manifest.sandbox {
+        Some(section) if sources.iter().any(|s| s.sandboxed) => {
+            match sandbox_program(manifest_dir, section.program.as_deref(), &plugin_dir) {
+                Ok(program) => Some(SandboxPlan {
+                    seed: section.seed,
+                    clients: section.clients,
+                    program,
+                }),
+                Err(e) => {
+                    errors.push(format!("{}: {e}", at(&["sandbox"])));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     if !errors.is_empty() {
         return Err(errors);
@@ -379,5 +458,6 @@ pub fn build(
         destination_path: manifest::resolve_path(manifest_dir, &manifest.destination.path),
         credentials_path,
         parallelism,
+        sandbox,
     })
 }

@@ -14,6 +14,8 @@ pub struct Problem {
     pub path: Vec<String>,
     /// What is wrong, without the value.
     pub message: String,
+    /// The problem is a required key that is missing.
+    pub missing: bool,
 }
 
 /// Every way `instance` fails `schema`. `Err` when the schema itself does not compile
@@ -52,6 +54,7 @@ fn collect(schema: &Value, error: &ValidationError<'_>, out: &mut Vec<Problem>) 
                 out.push(Problem {
                     path: at,
                     message: unknown_key_message(key, &allowed),
+                    missing: false,
                 });
             }
             return;
@@ -76,6 +79,7 @@ fn collect(schema: &Value, error: &ValidationError<'_>, out: &mut Vec<Problem>) 
             out.push(Problem {
                 path: at,
                 message: "is required but missing".to_string(),
+                missing: true,
             });
             return;
         }
@@ -99,7 +103,11 @@ fn collect(schema: &Value, error: &ValidationError<'_>, out: &mut Vec<Problem>) 
         ValidationErrorKind::UniqueItems => "must not repeat items".to_string(),
         other => format!("is not valid here ({})", other.keyword()),
     };
-    out.push(Problem { path, message });
+    out.push(Problem {
+        path,
+        message,
+        missing: false,
+    });
 }
 
 fn is_null_type_error(e: &ValidationError<'_>) -> bool {

@@ -3,5 +3,6 @@
 //! (SuperOps MSP GraphQL). Each serves real HTTP on loopback from deterministic generated
 //! data and reproduces the documented quirks and failure modes.
 
+pub mod connect;
 pub mod quickbooks;
 pub mod superops;

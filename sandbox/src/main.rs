@@ -7,7 +7,7 @@
 //! ```
 
 use clap::Parser;
-use tributary_sandbox::{quickbooks, superops};
+use tributary_sandbox::{connect, quickbooks, superops};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +20,9 @@ enum Command {
     Quickbooks(quickbooks::CliArgs),
     /// Serve the SuperOps MSP GraphQL emulator.
     Superops(superops::CliArgs),
+    /// Serve one connector's emulator filled with the sample MSP and print its settings
+    /// as JSON (what `tributary` runs for a manifest's `[sandbox]`).
+    Connect(connect::ConnectArgs),
 }
 
 #[tokio::main]
@@ -34,5 +37,7 @@ async fn main() -> anyhow::Result<()> {
     match Command::parse() {
         Command::Quickbooks(args) => quickbooks::run_cli(args).await,
         Command::Superops(args) => superops::run_cli(args).await,
+        // Blocking: it waits on standard input while the emulator serves on its own thread.
+        Command::Connect(args) => tokio::task::spawn_blocking(move || connect::run(args)).await?,
     }
 }

@@ -47,21 +47,34 @@ fn syntax_error_is_reported_with_position() {
     assert!(msg.contains("line 1"), "{msg}");
 }
 
-/// The built-in manifest must run on a fresh machine with no accounts: every source it
-/// enables resolves without any environment variable (disabled ones may name `${VAR}`s).
+/// The built-in manifest must run on a fresh machine with no accounts: it syncs all three
+/// sources, and every one it enables is either served by the sandbox or resolves without
+/// any environment variable (the live `${VAR}`s are for going live).
 #[test]
 fn embedded_default_runs_without_credentials() {
     let m = parse_str(EMBEDDED_DEFAULT).unwrap();
+    assert!(m.sandbox.is_some(), "the default starts the sandbox");
     let enabled: Vec<&String> = m
         .sources
         .iter()
         .filter(|(_, s)| s.enabled)
         .map(|(n, _)| n)
         .collect();
-    assert!(!enabled.is_empty(), "the default syncs something");
+    let plugins: std::collections::BTreeSet<&str> = m
+        .sources
+        .values()
+        .filter(|s| s.enabled)
+        .map(|s| s.plugin.as_str())
+        .collect();
+    assert_eq!(
+        plugins.into_iter().collect::<Vec<_>>(),
+        ["internal-db", "quickbooks", "superops"],
+        "the default shows the whole product"
+    );
     for name in enabled {
+        let sandboxed = m.sources[name].endpoint.as_deref() == Some("sandbox");
         assert!(
-            !m.env_errors.contains_key(name),
+            sandboxed || !m.env_errors.contains_key(name),
             "enabled source {name} needs environment variables: {:?}",
             m.env_errors.get(name)
         );

@@ -88,6 +88,47 @@ impl Default for SampleSpec {
     }
 }
 
+/// One client of the sample MSP as every system knows it. The internal database's
+/// `client_profiles` and the sandbox's SuperOps and QuickBooks emulators are generated
+/// from the same roster, so one client can be followed across all three sources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterClient {
+    /// `client_profiles.id`.
+    pub id: i64,
+    /// `client_profiles.company_name`.
+    pub company_name: String,
+    /// The client's `accountId` in SuperOps (a 19-digit id), if it is there.
+    pub superops_account_id: Option<String>,
+    /// The client's customer `Id` in QuickBooks, if it is there.
+    pub quickbooks_customer_id: Option<String>,
+}
+
+/// First SuperOps account id of the sample roster: ids are this plus the profile id.
+pub const SUPEROPS_ACCOUNT_BASE: u64 = 7_928_838_372_746_000_000;
+
+/// The clients of the sample MSP of `seed` with `clients` profiles, in id order: the same
+/// list the generator writes to `client_profiles`. About 2% are missing from SuperOps and
+/// 5% from QuickBooks, as in real life.
+pub fn roster(seed: u64, clients: u32) -> Vec<RosterClient> {
+    (0..u64::from(clients)).map(|i| identity(seed, i)).collect()
+}
+
+/// Row `i`'s identity: its own random stream, so the rest of the row can change without
+/// changing who the client is.
+fn identity(seed: u64, i: u64) -> RosterClient {
+    let mut rng = Rng::new(seed, "client_identity", i);
+    let id = i as i64 + 1;
+    let name = format!("{} {}", rng.pick(&NAME_A), rng.pick(&NAME_B));
+    let suffix = rng.pick(&["LLC", "Inc.", "Group", "Partners", "Ltd"]);
+    RosterClient {
+        id,
+        company_name: format!("{name} {suffix}"),
+        superops_account_id: (!rng.chance(2))
+            .then(|| (SUPEROPS_ACCOUNT_BASE + id as u64).to_string()),
+        quickbooks_customer_id: (!rng.chance(5)).then(|| id.to_string()),
+    }
+}
+
 /// Rows per table (at most this many; keeps a typo from filling the disk).
 const MAX_ROWS_PER_TABLE: u64 = 100_000_000;
 
@@ -786,10 +827,14 @@ fn client_row(
         start + ((end - start) / 2) / (total.max(1) as i64) * i as i64 + rng.range(0, DAY);
     let natural = created + rng.range(0, (end - created).max(1));
     let updated = updated_at(spec.seed, "client_profiles", i, total, natural);
-    let name = format!("{} {}", rng.pick(&NAME_A), rng.pick(&NAME_B));
+    let who = identity(spec.seed, i);
     let industry = rng.pick(&INDUSTRIES);
-    let suffix = rng.pick(&["LLC", "Inc.", "Group", "Partners", "Ltd"]);
-    let slug: String = name
+    // The domain comes from the name without its legal suffix.
+    let base = who
+        .company_name
+        .rsplit_once(' ')
+        .map_or(who.company_name.as_str(), |(b, _)| b);
+    let slug: String = base
         .to_ascii_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -797,7 +842,7 @@ fn client_row(
     let (city, region, country, prefix) = CITIES[rng.below(CITIES.len() as u64) as usize];
     vec![
         Param::Int(id),
-        Param::Text(format!("{name} {suffix}")),
+        Param::Text(who.company_name.clone()),
         Param::Text(industry.into()),
         Param::Int(rng.range(5, 480)),
         Param::Text(format!(
@@ -830,13 +875,9 @@ fn client_row(
             rng.weighted(&[("active", 85), ("churned", 10), ("onboarding", 5)])
                 .into(),
         ),
-        // Ids in the other systems: SuperOps account ids are 19-digit numbers, QuickBooks
-        // customer ids small integers; a few clients exist in only one system.
-        opt_text(
-            (!rng.chance(2)).then(|| (7_928_838_372_746_000_000u64 + id as u64).to_string()),
-            Kind::Text,
-        ),
-        opt_text((!rng.chance(5)).then(|| id.to_string()), Kind::Text),
+        // Ids in the other systems (see `roster`).
+        opt_text(who.superops_account_id, Kind::Text),
+        opt_text(who.quickbooks_customer_id, Kind::Text),
         ts(d, created),
         ts(d, updated.max(created / MICROS_PER_SEC * MICROS_PER_SEC)),
     ]

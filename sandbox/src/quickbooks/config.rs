@@ -165,6 +165,12 @@ pub struct EmulatorConfig {
     pub limits: Limits,
     /// The answer to a CDC `changedSince` beyond the 30-day horizon.
     pub cdc_old_since: CdcOldSince,
+    /// Customers to create first, with exactly these ids and names (an MSP's clients, as
+    /// the sandbox's roster lists them); `counts.customers` more follow, unmapped.
+    pub roster: Vec<(u64, String)>,
+    /// The instant generated data is relative to; `None` means the start time. A fixed
+    /// anchor gives the same company, timestamps included, at every start.
+    pub anchor: Option<chrono::DateTime<chrono::Utc>>,
     /// Port on 127.0.0.1 (0 = any free port).
     pub port: u16,
 }
@@ -183,6 +189,8 @@ impl Default for EmulatorConfig {
             rotate_refresh_tokens: true,
             limits: Limits::off(),
             cdc_old_since: CdcOldSince::Refuse,
+            roster: Vec::new(),
+            anchor: None,
             port: 0,
         }
     }

@@ -321,9 +321,10 @@ struct Refs {
 }
 
 impl Store {
-    /// Generates the company described by `config`, with timestamps relative to now.
+    /// Generates the company described by `config`, with timestamps relative to its
+    /// anchor (now, unless it names one).
     pub fn generate(config: &EmulatorConfig, clock: Arc<Clock>) -> Store {
-        let now = clock.now();
+        let now = config.anchor.map_or_else(|| clock.now(), |a| a.timestamp());
         let mut store = Store {
             tables: ENTITIES.iter().map(|e| (e.name, BTreeMap::new())).collect(),
             tombstones: Vec::new(),
@@ -337,6 +338,12 @@ impl Store {
         let start = now - config.history_days.max(2) * 86_400;
         let end = now - 86_400;
         let c: &Counts = &config.counts;
+        // The roster's customers first, with their own ids, spread like the others.
+        let n = config.roster.len();
+        for (i, (id, name)) in config.roster.iter().enumerate() {
+            let ts = start + (end - start) * i as i64 / n.max(1) as i64;
+            store.insert_customer(*id, name, ts);
+        }
         let plan: [(&'static str, usize); 12] = [
             ("Account", c.accounts),
             ("Item", c.items),
@@ -428,6 +435,31 @@ impl Store {
             t.insert(id, Obj::new(id, ts, &value));
         }
         id
+    }
+
+    /// Inserts a customer with a given id and name (the roster's); later ids continue
+    /// after the largest one.
+    fn insert_customer(&mut self, id: u64, name: &str, ts: i64) {
+        let next = self.next_id;
+        self.next_id = id;
+        self.insert_generated("Customer", ts);
+        self.next_id = next.max(id + 1);
+        if let Some(o) = self.tables.get_mut("Customer").and_then(|t| t.get_mut(&id)) {
+            o.edit(|v| {
+                for key in ["CompanyName", "DisplayName", "FullyQualifiedName", "PrintOnCheckName"] {
+                    v[key] = json!(name);
+                }
+                // A roster client is its own customer, never a job of another.
+                if let Some(m) = v.as_object_mut() {
+                    for key in ["ParentRef", "Level"] {
+                        m.remove(key);
+                    }
+                }
+                v["Job"] = json!(false);
+                v["Active"] = json!(true);
+            });
+        }
+        self.refs = None;
     }
 
     fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {

@@ -33,6 +33,11 @@ pub struct TenantSize {
     pub assets: usize,
     /// Invoices.
     pub invoices: usize,
+    /// Clients to create first, with these account ids and names (an MSP's clients, as
+    /// the sandbox's roster lists them); `clients` more follow, unmapped.
+    pub roster: Vec<(u64, String)>,
+    /// The instant the generated history ends (default [`epoch`]).
+    pub epoch: Option<NaiveDateTime>,
 }
 
 impl Default for TenantSize {
@@ -46,7 +51,22 @@ impl Default for TenantSize {
             alerts: 150,
             assets: 80,
             invoices: 48,
+            roster: Vec::new(),
+            epoch: None,
         }
+    }
+}
+
+/// The name of the `k`-th generated (not rostered) client.
+fn generated_client_name(k: usize) -> String {
+    if k < CLIENT_NAMES.len() {
+        CLIENT_NAMES[k].to_string()
+    } else {
+        format!(
+            "{} {}",
+            CLIENT_NAMES[k % CLIENT_NAMES.len()],
+            k / CLIENT_NAMES.len() + 1
+        )
     }
 }
 
@@ -175,7 +195,7 @@ impl Tenant {
     /// Generates a tenant from `seed`; the same seed and size give the same data.
     pub fn generate(seed: u64, size: &TenantSize, ticket_fraction_digits: u8) -> Tenant {
         let mut rng = StdRng::seed_from_u64(seed);
-        let clock = epoch();
+        let clock = size.epoch.unwrap_or_else(epoch);
         let mut rows: HashMap<Collection, Vec<Map<String, Value>>> = HashMap::new();
 
         let techs: Vec<(u64, String)> = (0..size.technicians.max(1))
@@ -219,22 +239,19 @@ impl Tenant {
                 .collect(),
         );
 
-        let n_clients = size.clients.max(1);
+        let n_clients = (size.roster.len() + size.clients).max(1);
         let mut clients = Vec::new();
         let mut sites = Vec::new();
         let mut contracts = Vec::new();
         // (accountId, name, [(siteId, siteName)])
         let mut client_refs: Vec<ClientRef> = Vec::new();
         for c in 0..n_clients {
-            let account = id(1, c);
-            let name = if c < CLIENT_NAMES.len() {
-                CLIENT_NAMES[c].to_string()
-            } else {
-                format!(
-                    "{} {}",
-                    CLIENT_NAMES[c % CLIENT_NAMES.len()],
-                    c / CLIENT_NAMES.len() + 1
-                )
+            let (account, name) = match size.roster.get(c) {
+                Some((account, name)) => (*account, name.clone()),
+                None => {
+                    let k = c - size.roster.len();
+                    (id(1, c), generated_client_name(k))
+                }
             };
             let mut site_refs = Vec::new();
             for s in 0..size.sites_per_client.max(1) {

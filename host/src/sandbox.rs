@@ -1,0 +1,122 @@
+//! `[sandbox]`: the built-in emulators behind the sources marked `endpoint = "sandbox"`.
+//!
+//! For each such source the host runs `tributary-sandbox connect <plugin> --seed S
+//! --clients N`, which starts that connector's emulator filled with the sample MSP (the
+//! same clients in every source), on a free loopback port, and prints one JSON line
+//! `{"config": {...}}`: the settings that point the connector at it, credentials
+//! included. They are laid over the source's config. The emulators live as long as the
+//! returned [`Sandboxes`]: dropping it closes their standard input, which ends them, and
+//! a host that dies closes it too (`kill -9` included).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::plan::Plan;
+
+/// How long an emulator may take to generate its company and start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why the sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox for source `{source_name}`: {message}")]
+pub struct SandboxError {
+    /// The source it was for.
+    pub source_name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The running emulators; dropping this stops them.
+#[derive(Debug, Default)]
+pub struct Sandboxes {
+    children: Vec<(Child, Option<ChildStdin>)>,
+}
+
+impl Drop for Sandboxes {
+    fn drop(&mut self) {
+        for (child, stdin) in &mut self.children {
+            drop(stdin.take()); // end of input: the emulator stops by itself
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the emulators of every sandboxed source of `plan` and lays their settings over
+/// the sources' configs. Nothing is started for a plan without sandboxed sources.
+pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
+    let mut running = Sandboxes::default();
+    let Some(sandbox) = plan.sandbox.clone() else {
+        return Ok(running);
+    };
+    for source in plan.sources.iter_mut().filter(|s| s.sandboxed) {
+        let fail = |message: String| SandboxError {
+            source_name: source.name.clone(),
+            message,
+        };
+        let plugin = source.plugin.info().name.clone();
+        let mut child = Command::new(&sandbox.program)
+            .arg("connect")
+            .arg(&plugin)
+            .arg("--seed")
+            .arg(sandbox.seed.to_string())
+            .arg("--clients")
+            .arg(sandbox.clients.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {}: {e}", sandbox.program.display())))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        // The banner is read on a thread so that a silent emulator cannot hang the host.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = stdout.map(|out| BufReader::new(out).read_line(&mut line));
+            let _ = tx.send(read.map(|r| r.map(|_| line)));
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(Ok(line))) if !line.trim().is_empty() => line,
+            Ok(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = stderr {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(fail(format!(
+                    "{} {plugin} ended without its settings: {}",
+                    sandbox.program.display(),
+                    err.trim()
+                )));
+            }
+            Err(_) => {
+                let _ = child.kill();
+                return Err(fail(format!(
+                    "the {plugin} emulator did not start within {} s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        // The emulator's log is not the host's business; keep its pipe from filling up.
+        if let Some(mut e) = stderr {
+            std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::sink()));
+        }
+        let announced: serde_json::Value = serde_json::from_str(line.trim())
+            .map_err(|e| fail(format!("unreadable settings from the emulator: {e}")))?;
+        let Some(settings) = announced.get("config").and_then(|c| c.as_object()) else {
+            return Err(fail("the emulator's settings are not an object".into()));
+        };
+        if let Some(config) = source.config.as_object_mut() {
+            for (k, v) in settings {
+                config.insert(k.clone(), v.clone());
+            }
+        }
+        tracing::info!(source = %source.name, plugin = %plugin, "sandbox ready");
+        running.children.push((child, stdin));
+    }
+    Ok(running)
+}
