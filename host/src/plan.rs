@@ -400,11 +400,15 @@ pub fn build(
         // The plugin's config against the plugin's own schema, before anything runs.
         match plugin.spec() {
             Ok(spec) => match crate::validation::problems(&spec, &config) {
-                Ok(found) => errors.extend(found.into_iter().filter(|p| !(sandboxed && p.missing)).map(|p| {
-                    let mut path = vec!["sources", name.as_str(), "config"];
-                    path.extend(p.path.iter().map(String::as_str));
-                    format!("{}: {}", at(&path), p.message)
-                })),
+                Ok(found) => {
+                    errors.extend(found.into_iter().filter(|p| !(sandboxed && p.missing)).map(
+                        |p| {
+                            let mut path = vec!["sources", name.as_str(), "config"];
+                            path.extend(p.path.iter().map(String::as_str));
+                            format!("{}: {}", at(&path), p.message)
+                        },
+                    ))
+                }
                 Err(e) => errors.push(format!(
                     "source `{name}`: plugin {} has a config schema that does not compile: {e}",
                     plugin.info().name

@@ -34,6 +34,8 @@ enum WriterMsg {
         source: Arc<str>,
         stream: String,
         batch: RecordBatch,
+        /// Records that broke the stream's schema: (index, JSON array of messages).
+        violations: Vec<(usize, String)>,
     },
     State {
         source: Arc<str>,
@@ -134,13 +136,16 @@ fn writer_loop(
                     source,
                     stream,
                     batch,
+                    violations,
                 } => {
                     if error.is_none() {
                         extracted_at.clear();
                         extracted_at.push_str(&now_stamp());
                         staged_rows += batch.len();
                         txn_started.get_or_insert_with(Instant::now);
-                        if let Err(e) = dest.write(&source, &stream, &batch, &extracted_at) {
+                        if let Err(e) =
+                            dest.write_flagged(&source, &stream, &batch, &violations, &extracted_at)
+                        {
                             fail(e.to_string(), &mut dest, &mut error);
                         }
                     }
@@ -353,6 +358,7 @@ impl HostHandler for SourceHandler {
                 source: self.source.clone(),
                 stream: stream.to_string(),
                 batch,
+                violations: Vec::new(),
             })
             .map_err(|_| "the writer has stopped".to_string())
     }

@@ -421,11 +421,12 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 impl Destination for JsonlDestination {
-    fn write(
+    fn write_flagged(
         &mut self,
         source: &str,
         stream: &str,
         batch: &RecordBatch,
+        violations: &[(usize, String)],
         extracted_at: &str,
     ) -> Result<(), DestinationError> {
         let name = format!("{}.jsonl", table_name(source, stream));
@@ -444,7 +445,8 @@ impl Destination for JsonlDestination {
         push_json_str(&mut prefix, extracted_at);
         let file = self.file(&name)?;
         let mut result = Ok(());
-        for r in batch.iter() {
+        let mut flagged = violations.iter().peekable();
+        for (i, r) in batch.iter().enumerate() {
             line.clear();
             line.extend_from_slice(&prefix);
             line.extend_from_slice(b",\"_pk\":");
@@ -455,10 +457,16 @@ impl Destination for JsonlDestination {
                 None => line.extend_from_slice(b"null"),
             }
             line.extend_from_slice(if r.deleted {
-                b",\"_deleted\":true,\"data\":"
+                b",\"_deleted\":true"
             } else {
-                b",\"_deleted\":false,\"data\":"
+                b",\"_deleted\":false"
             });
+            // Only flagged records carry `_violations` (a JSON array of messages).
+            if let Some((_, v)) = flagged.next_if(|(at, _)| *at == i) {
+                line.extend_from_slice(b",\"_violations\":");
+                line.extend_from_slice(v.as_bytes());
+            }
+            line.extend_from_slice(b",\"data\":");
             line.extend_from_slice(r.data.as_bytes());
             line.extend_from_slice(b"}\n");
             if let Err(e) = file.writer.write_all(&line) {

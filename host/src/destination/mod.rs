@@ -64,6 +64,21 @@ pub trait Destination: Send {
         stream: &str,
         batch: &RecordBatch,
         extracted_at: &str,
+    ) -> Result<(), DestinationError> {
+        self.write_flagged(source, stream, batch, &[], extracted_at)
+    }
+
+    /// [`Destination::write`], with the records that broke their stream's schema flagged:
+    /// `violations` holds (index in the batch, JSON array of messages), in index order,
+    /// and lands in the row's `_violations` column (NULL for the others). The records land
+    /// all the same.
+    fn write_flagged(
+        &mut self,
+        source: &str,
+        stream: &str,
+        batch: &RecordBatch,
+        violations: &[(usize, String)],
+        extracted_at: &str,
     ) -> Result<(), DestinationError>;
 
     /// Stages a state checkpoint for `source.stream`.

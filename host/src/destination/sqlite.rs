@@ -124,20 +124,35 @@ impl SqliteDestination {
                 _cursor TEXT,
                 _extracted_at TEXT NOT NULL,
                 _deleted INTEGER NOT NULL DEFAULT 0,
+                _violations TEXT,
                 data TEXT NOT NULL
             ) WITHOUT ROWID"
         ))?;
+        // Warehouses written before schema validation lack the column.
+        let has_violations: bool = self.conn.query_row(
+            &format!(
+                "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = '_violations'"
+            ),
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_violations {
+            self.conn.execute_batch(&format!(
+                "ALTER TABLE \"{table}\" ADD COLUMN _violations TEXT"
+            ))?;
+        }
         self.tables.insert(table.to_string());
         Ok(())
     }
 }
 
 impl Destination for SqliteDestination {
-    fn write(
+    fn write_flagged(
         &mut self,
         source: &str,
         stream: &str,
         batch: &RecordBatch,
+        violations: &[(usize, String)],
         extracted_at: &str,
     ) -> Result<(), DestinationError> {
         let table = table_name(source, stream);
@@ -152,15 +167,18 @@ impl Destination for SqliteDestination {
             }
         }
         let mut stmt = self.conn.prepare_cached(&format!(
-            "INSERT INTO \"{table}\" (_pk, _source, _stream, _cursor, _extracted_at, _deleted, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO \"{table}\" (_pk, _source, _stream, _cursor, _extracted_at, _deleted, _violations, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(_pk) DO UPDATE SET
                 _cursor = excluded._cursor,
                 _extracted_at = excluded._extracted_at,
                 _deleted = excluded._deleted,
+                _violations = excluded._violations,
                 data = excluded.data"
         ))?;
-        for r in batch.iter() {
+        let mut flagged = violations.iter().peekable();
+        for (i, r) in batch.iter().enumerate() {
+            let flag = flagged.next_if(|(at, _)| *at == i).map(|(_, v)| v.as_str());
             stmt.execute(params![
                 r.pk,
                 source,
@@ -168,6 +186,7 @@ impl Destination for SqliteDestination {
                 r.cursor,
                 extracted_at,
                 r.deleted,
+                flag,
                 r.data
             ])?;
         }

@@ -446,7 +446,12 @@ impl Store {
         self.next_id = next.max(id + 1);
         if let Some(o) = self.tables.get_mut("Customer").and_then(|t| t.get_mut(&id)) {
             o.edit(|v| {
-                for key in ["CompanyName", "DisplayName", "FullyQualifiedName", "PrintOnCheckName"] {
+                for key in [
+                    "CompanyName",
+                    "DisplayName",
+                    "FullyQualifiedName",
+                    "PrintOnCheckName",
+                ] {
                     v[key] = json!(name);
                 }
                 // A roster client is its own customer, never a job of another.
