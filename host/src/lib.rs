@@ -6,10 +6,13 @@
 //! - [`loader`] finds plugin libraries (checking their structure before `dlopen`).
 //! - [`runner`] reads every source through its plugin into one [`destination`], under the
 //!   [`lock`]s that make one process the only writer.
+//! - [`clients`] resolves `--client` to each source's own ids.
+//! - [`views`] defines `client_360`, one row per client across the sources.
 //! - [`sandbox`] starts the built-in emulators for the sources a `[sandbox]` serves.
 //! - [`credentials`] keeps rotated secrets; [`validation`] checks JSON against a schema;
 //!   [`progress`] draws bars and the summary table.
 
+pub mod clients;
 pub mod credentials;
 pub mod destination;
 pub mod loader;
@@ -20,3 +23,4 @@ pub mod progress;
 pub mod runner;
 pub mod sandbox;
 pub mod validation;
+pub mod views;

@@ -17,7 +17,7 @@ use tributary::manifest::Manifest;
 use tributary::plan::{Overrides, Plan};
 use tributary::progress::{self, Progress};
 use tributary::runner::{self, PreparedSource, RunOptions, Services};
-use tributary::{destination, lock, manifest, plan, sandbox};
+use tributary::{clients, destination, lock, manifest, plan, sandbox, views};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +56,15 @@ enum Command {
     },
     /// Sync every enabled source (incrementally, in parallel).
     Run(RunArgs),
+    /// Print `client_360`: one row per client across the sources (SQLite or PostgreSQL).
+    Clients {
+        /// Only this client, by id or name (repeatable).
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        /// JSON (an array of objects with every column) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect or reset the saved incremental state.
     State {
         #[command(subcommand)]
@@ -83,7 +92,8 @@ struct RunArgs {
     /// At most this many records per stream.
     #[arg(long)]
     limit: Option<u64>,
-    /// Only these clients, in each source's own id space (repeatable).
+    /// Only this client, by id or name, in every source (repeatable); resolved through
+    /// `[clients]` or the internal database's `client_profiles`.
     #[arg(long = "client")]
     clients: Vec<String>,
     /// Ignore saved state and read everything again (records are upserted).
@@ -398,6 +408,9 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         lock_destination(&plan.destination_kind, &plan.destination_path, args.wait)?;
     let _credential_locks = lock_credentials(&plan, args.wait)?;
     let _sandboxes = sandbox::start(&mut plan)?;
+    if !args.clients.is_empty() {
+        narrow_to_clients(loaded, &registry, &mut plan, &args.clients)?;
+    }
     let services = services(&plan, cancel);
 
     // Discover every source first, so a bad stream name fails before anything is written.
@@ -491,6 +504,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     reports.extend(failed_early);
     reports.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
     println!("{}", progress::summary_table(&reports));
+    define_client_360(loaded, &plan);
     if let Some(path) = &args.report {
         let json: Vec<_> = reports
             .iter()
@@ -523,6 +537,128 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         println!("{incomplete} of {} stream(s) INCOMPLETE", reports.len());
         Ok(ExitCode::from(1))
     }
+}
+
+/// The sources `client_360` reads, from the manifest (a narrowed run defines it whole).
+fn client_360_sources(manifest: &Manifest) -> Option<views::Client360Sources> {
+    views::Client360Sources::find(
+        manifest
+            .sources
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.plugin.as_str(), s.enabled)),
+    )
+}
+
+/// Refreshes the `client_360` view after a run, so it matches the manifest's sources and
+/// the tables that exist now. The records are committed already: a failure only warns.
+fn define_client_360(loaded: &Loaded, plan: &Plan) {
+    let Some(sources) = client_360_sources(&loaded.manifest) else {
+        return;
+    };
+    let defined = destination::open(&plan.destination_kind, &plan.destination_path)
+        .and_then(|mut d| d.define_client_360(&sources));
+    match defined {
+        Ok(true) => println!(
+            "warehouse: {} (client_360 view: `tributary clients`)",
+            plan.destination_path.display()
+        ),
+        Ok(false) => println!("warehouse: {}", plan.destination_path.display()),
+        Err(e) => tracing::warn!("cannot define the client_360 view: {e}"),
+    }
+}
+
+fn cmd_clients(loaded: &Loaded, wanted: &[String], json: bool) -> Result<ExitCode> {
+    let kind = &loaded.manifest.destination.kind;
+    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
+    if !path.exists() {
+        return Err(usage(format!(
+            "no warehouse yet ({} does not exist); run `tributary run` first",
+            path.display()
+        )));
+    }
+    let mut dest = destination::open(kind, &path)
+        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    let mut rows = dest.read_view(views::CLIENT_360)?;
+    if rows.is_none() {
+        if let Some(sources) = client_360_sources(&loaded.manifest) {
+            dest.define_client_360(&sources)?;
+            rows = dest.read_view(views::CLIENT_360)?;
+        }
+    }
+    let Some(rows) = rows else {
+        return Err(usage(format!(
+            "no client_360 view: it needs an internal-db source (client profiles) and a {kind} warehouse with SQL views (sqlite or postgres)"
+        )));
+    };
+    let rows = views::select_clients(rows, wanted).map_err(usage)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows.to_objects())?);
+    } else {
+        println!("{}", views::render(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--client`: finds the wanted clients in the directory (`[clients]`, else the
+/// internal-db source's `client_profiles`) and narrows every source to their ids there.
+/// Without a directory the values stay as given: each source's own ids.
+fn narrow_to_clients(
+    loaded: &Loaded,
+    registry: &Registry,
+    plan: &mut Plan,
+    wanted: &[String],
+) -> Result<()> {
+    let directory = if !loaded.manifest.clients.is_empty() {
+        clients::Directory::from_table(&loaded.manifest.clients)
+    } else if let Some(name) = loaded
+        .manifest
+        .sources
+        .iter()
+        .find(|(_, s)| s.enabled && s.plugin == "internal-db")
+        .map(|(name, _)| name.clone())
+    {
+        let mut lookup = build_plan(loaded, registry, &only(Some(&name)))?;
+        let _sandbox = sandbox::start(&mut lookup)?;
+        let source = lookup
+            .sources
+            .first()
+            .with_context(|| format!("source `{name}` is not selectable"))?;
+        let Some(profiles) = clients::read_profiles(source).map_err(anyhow::Error::msg)? else {
+            tracing::info!(source = %name, "no client_profiles table: --client values are each source's own ids");
+            return Ok(());
+        };
+        let columns: Vec<(String, &str)> = plan
+            .sources
+            .iter()
+            .filter_map(|s| {
+                let (_, column) = clients::PROFILE_COLUMNS
+                    .iter()
+                    .find(|(plugin, _)| *plugin == s.plugin.info().name)?;
+                Some((s.name.clone(), *column))
+            })
+            .collect();
+        clients::Directory::from_profiles(
+            &format!("{name}.{}", clients::PROFILES_STREAM),
+            &profiles,
+            &columns,
+        )
+    } else {
+        return Ok(());
+    };
+    let narrowed = clients::narrow(&mut plan.sources, &directory, wanted).map_err(usage)?;
+    for c in &narrowed.clients {
+        let ids: Vec<String> = c.ids.iter().map(|(s, id)| format!("{s} {id}")).collect();
+        println!("client {} (id {}): {}", c.name, c.key, ids.join(", "));
+    }
+    for s in &narrowed.skipped {
+        println!("source {s}: none of these clients is known there; not read");
+    }
+    if plan.sources.is_empty() {
+        return Err(usage(
+            "no selected source knows these clients; nothing to read",
+        ));
+    }
+    Ok(())
 }
 
 /// Peak resident set size of this process (Linux: VmHWM), for the closing summary.
@@ -672,8 +808,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // On a terminal the progress lines say what happens; logs would
+                // bury them. Elsewhere (CI, cron, systemd) the log is the record.
+                let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                tracing_subscriber::EnvFilter::new(if terminal { "warn" } else { "info" })
+            }),
         )
         .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -702,6 +842,7 @@ fn main() -> ExitCode {
             Command::Discover { source } => cmd_discover(&loaded, source.as_ref(), cancel.clone()),
             Command::Run(args) => cmd_run(&loaded, args, cancel.clone()),
             Command::State { command } => cmd_state(&loaded, command),
+            Command::Clients { clients, json } => cmd_clients(&loaded, clients, *json),
         });
     match result {
         Ok(code) => code,

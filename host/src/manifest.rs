@@ -28,6 +28,10 @@ pub struct Manifest {
     /// Sources by name.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSection>,
+    /// `[clients."Name"] source = "id"`: who a client is in each source, for `--client`
+    /// without an internal database (which is the directory otherwise).
+    #[serde(default)]
+    pub clients: BTreeMap<String, BTreeMap<String, String>>,
     /// Unset `${VAR}` references inside each source's section. Reported only when that
     /// source is selected, so a disabled source may name credentials nobody has yet.
     #[serde(skip)]
@@ -113,6 +117,9 @@ pub struct SandboxSection {
     pub clients: u32,
     /// The `tributary-sandbox` program (default: beside `tributary`, else in `plugin_dir`).
     pub program: Option<String>,
+    /// Milliseconds the emulators add to every answer, as a distant server would.
+    #[serde(default)]
+    pub latency_ms: u64,
 }
 
 fn default_sandbox_seed() -> u64 {

@@ -56,6 +56,8 @@ pub struct SandboxPlan {
     pub clients: u32,
     /// The `tributary-sandbox` program.
     pub program: PathBuf,
+    /// Added to every answer of the emulators.
+    pub latency_ms: u64,
 }
 
 /// Everything a command needs.
@@ -442,6 +444,7 @@ pub fn build(
                     seed: section.seed,
                     clients: section.clients,
                     program,
+                    latency_ms: section.latency_ms,
                 }),
                 Err(e) => {
                     errors.push(format!("{}: {e}", at(&["sandbox"])));

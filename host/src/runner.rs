@@ -301,6 +301,11 @@ pub fn scope_of(window: &Window) -> Option<String> {
     Some(parts.join(";"))
 }
 
+/// The progress line's head: `source  done/total streams`.
+fn streams_prefix(source: &str, done: usize, total: usize) -> String {
+    format!("{source:<12} {done:>2}/{total:<2} streams")
+}
+
 /// Receives one source's output.
 struct SourceHandler {
     source: Arc<str>,
@@ -318,6 +323,8 @@ struct SourceHandler {
     scope: Option<String>,
     /// The read's record limit per stream.
     limit: Option<u64>,
+    /// Streams requested, for the progress line.
+    streams: usize,
 }
 
 impl SourceHandler {
@@ -489,6 +496,11 @@ impl HostHandler for SourceHandler {
             }
         }
         s.status = Some(status);
+        if !self.progress.is_hidden() {
+            let done = stats.values().filter(|s| s.finished.is_some()).count();
+            self.progress
+                .set_prefix(streams_prefix(&self.source, done, self.streams));
+        }
     }
 
     fn log(&self, level: LogLevel, target: &str, message: &str) {
@@ -557,6 +569,7 @@ pub fn control_handler(source: &str, services: &Services) -> Arc<dyn HostHandler
         accepts_data: false,
         scope: None,
         limit: None,
+        streams: 0,
     })
 }
 
@@ -744,7 +757,9 @@ fn run_source(
         accepts_data: true,
         scope: scope.clone(),
         limit: plan.window.limit,
+        streams: catalog.streams.len(),
     });
+    bar.set_prefix(streams_prefix(&plan.name, 0, catalog.streams.len()));
     let stream_state: BTreeMap<String, serde_json::Value> = if options.full_refresh {
         BTreeMap::new()
     } else {
@@ -847,6 +862,7 @@ mod tests {
             accepts_data: true,
             scope: scope.map(str::to_string),
             limit,
+            streams: 0,
         };
         (h, rx)
     }

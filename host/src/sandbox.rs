@@ -45,18 +45,21 @@ impl Drop for Sandboxes {
 }
 
 /// Starts the emulators of every sandboxed source of `plan` and lays their settings over
-/// the sources' configs. Nothing is started for a plan without sandboxed sources.
+/// the sources' configs. They start side by side (generating a company takes a moment);
+/// nothing is started for a plan without sandboxed sources.
 pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
     let mut running = Sandboxes::default();
     let Some(sandbox) = plan.sandbox.clone() else {
         return Ok(running);
     };
-    for source in plan.sources.iter_mut().filter(|s| s.sandboxed) {
+    // Every emulator first, each announcing its settings on a thread of its own.
+    let mut starting = Vec::new();
+    for (index, source) in plan.sources.iter().enumerate().filter(|(_, s)| s.sandboxed) {
+        let plugin = source.plugin.info().name.clone();
         let fail = |message: String| SandboxError {
             source_name: source.name.clone(),
             message,
         };
-        let plugin = source.plugin.info().name.clone();
         let mut child = Command::new(&sandbox.program)
             .arg("connect")
             .arg(&plugin)
@@ -64,6 +67,8 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
             .arg(sandbox.seed.to_string())
             .arg("--clients")
             .arg(sandbox.clients.to_string())
+            .arg("--latency-ms")
+            .arg(sandbox.latency_ms.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -71,18 +76,28 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
             .map_err(|e| fail(format!("cannot run {}: {e}", sandbox.program.display())))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        // The banner is read on a thread so that a silent emulator cannot hang the host.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
             let read = stdout.map(|out| BufReader::new(out).read_line(&mut line));
             let _ = tx.send(read.map(|r| r.map(|_| line)));
         });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
+        let stderr = child.stderr.take();
+        running.children.push((child, stdin));
+        starting.push((index, plugin, rx, stderr));
+    }
+    // Then their settings, each within the same deadline (a silent one cannot hang us).
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    for (index, plugin, rx, stderr) in starting {
+        let source = &mut plan.sources[index];
+        let fail = |message: String| SandboxError {
+            source_name: source.name.clone(),
+            message,
+        };
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = match rx.recv_timeout(wait) {
             Ok(Some(Ok(line))) if !line.trim().is_empty() => line,
             Ok(_) => {
-                let _ = child.kill();
                 let mut err = String::new();
                 if let Some(mut e) = stderr {
                     let _ = e.read_to_string(&mut err);
@@ -94,7 +109,6 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
                 )));
             }
             Err(_) => {
-                let _ = child.kill();
                 return Err(fail(format!(
                     "the {plugin} emulator did not start within {} s",
                     START_TIMEOUT.as_secs()
@@ -116,7 +130,6 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
             }
         }
         tracing::info!(source = %source.name, plugin = %plugin, "sandbox ready");
-        running.children.push((child, stdin));
     }
     Ok(running)
 }

@@ -32,6 +32,9 @@ pub struct ConnectArgs {
     /// Clients of the sample MSP.
     #[arg(long, default_value_t = 200)]
     pub clients: u32,
+    /// Milliseconds added to every answer, as from a distant server (demos, benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 /// 2026-06-30, midnight UTC: where the sample internal database's history ends too.
@@ -103,6 +106,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
                 history_days: 365,
                 anchor: Some(Utc.from_utc_datetime(&anchor())),
                 limits: quickbooks::Limits::production(),
+                latency: std::time::Duration::from_millis(args.latency_ms),
                 ..quickbooks::EmulatorConfig::default()
             };
             let emu = quickbooks::Emulator::start(config)?;
@@ -134,6 +138,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
                     max_requests: 800,
                     window: std::time::Duration::from_secs(60),
                 }),
+                latency: std::time::Duration::from_millis(args.latency_ms),
                 ..superops::EmulatorConfig::default()
             };
             let emu = superops::Emulator::start(config)?;

@@ -6,3 +6,16 @@
 pub mod connect;
 pub mod quickbooks;
 pub mod superops;
+
+/// Waits `latency` before every request goes on: a distant server, for demos and the
+/// parallel-versus-sequential benchmark.
+pub(crate) async fn delay(
+    axum::extract::State(latency): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    next.run(request).await
+}

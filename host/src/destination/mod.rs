@@ -8,6 +8,8 @@ use std::path::Path;
 
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
+use crate::views::Client360Sources;
+
 pub use jsonl::{read_state_file, scan_last_lines, JsonlDestination};
 pub use sqlite::SqliteDestination;
 
@@ -139,6 +141,27 @@ pub trait Destination: Send {
 
     /// Forgets an open snapshot without concluding anything.
     fn abandon_snapshot(&mut self, source: &str, stream: &str);
+
+    /// (Re)defines the `client_360` view over the tables of `sources` (see [`crate::views`])
+    /// and commits it. `false` from a destination without SQL views (JSONL).
+    fn define_client_360(&mut self, _sources: &Client360Sources) -> Result<bool, DestinationError> {
+        Ok(false)
+    }
+
+    /// Every row of the view `name`; `None` from a destination without SQL views or when
+    /// the view is not defined.
+    fn read_view(&mut self, _name: &str) -> Result<Option<ViewRows>, DestinationError> {
+        Ok(None)
+    }
+}
+
+/// The rows of a view, in column order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewRows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// One vector per row, aligned with `columns`.
+    pub rows: Vec<Vec<serde_json::Value>>,
 }
 
 /// The state key of `stream` in a narrowed scope (see `runner::scope_of`): the plain

@@ -4,12 +4,15 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
 use super::{
-    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, StateMap,
+    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError,
+    StateMap, ViewRows,
 };
+use crate::views::{self, Client360Sources, Dialect, CLIENT_360};
 
 /// The SQLite warehouse.
 pub struct SqliteDestination {
@@ -346,6 +349,57 @@ impl Destination for SqliteDestination {
                 .conn
                 .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{seen}\""));
         }
+    }
+
+    fn define_client_360(&mut self, sources: &Client360Sources) -> Result<bool, DestinationError> {
+        let mut present = HashSet::new();
+        for t in sources.tables() {
+            if self.table_exists(&t)? {
+                present.insert(t);
+            }
+        }
+        let sql = views::client_360_sql(Dialect::Sqlite, sources, &|t| present.contains(t));
+        self.begin()?;
+        self.conn
+            .execute_batch(&format!("DROP VIEW IF EXISTS {CLIENT_360};\n{sql}"))?;
+        self.commit()?;
+        Ok(true)
+    }
+
+    fn read_view(&mut self, name: &str) -> Result<Option<ViewRows>, DestinationError> {
+        let defined = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'view' AND name = ?1",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !defined {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare(&format!("SELECT * FROM \"{name}\""))?;
+        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let width = columns.len();
+        let rows = stmt
+            .query_map([], |row| {
+                (0..width)
+                    .map(|i| {
+                        Ok(match row.get_ref(i)? {
+                            ValueRef::Null => serde_json::Value::Null,
+                            ValueRef::Integer(n) => n.into(),
+                            ValueRef::Real(x) => serde_json::Number::from_f64(x)
+                                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                String::from_utf8_lossy(t).into_owned().into()
+                            }
+                        })
+                    })
+                    .collect::<Result<Vec<_>, rusqlite::Error>>()
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ViewRows { columns, rows }))
     }
 }
 

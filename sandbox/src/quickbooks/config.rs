@@ -171,6 +171,8 @@ pub struct EmulatorConfig {
     /// The instant generated data is relative to; `None` means the start time. A fixed
     /// anchor gives the same company, timestamps included, at every start.
     pub anchor: Option<chrono::DateTime<chrono::Utc>>,
+    /// Added to every request's answer time (zero: none).
+    pub latency: Duration,
     /// Port on 127.0.0.1 (0 = any free port).
     pub port: u16,
 }
@@ -191,6 +193,7 @@ impl Default for EmulatorConfig {
             cdc_old_since: CdcOldSince::Refuse,
             roster: Vec::new(),
             anchor: None,
+            latency: Duration::ZERO,
             port: 0,
         }
     }

@@ -669,9 +669,33 @@ impl Store {
                 t
             }
             "Payment" => {
-                let amount = self.rng.gen_range(1_000..100_000);
-                let invoice = id.saturating_sub(10).max(1);
-                json!({"CustomerRef": self.customer_ref(refs), "DepositToAccountRef": {"value": "4"},
+                let mut amount = self.rng.gen_range(1_000..100_000);
+                // A payment pays one of the invoices, from that invoice's customer.
+                let range = self
+                    .tables
+                    .get("Invoice")
+                    .and_then(|t| Some((*t.first_key_value()?.0, *t.last_key_value()?.0)));
+                let invoice = match range {
+                    Some((lo, hi)) => self.rng.gen_range(lo..=hi),
+                    None => id.saturating_sub(10).max(1),
+                };
+                let paid = self
+                    .tables
+                    .get("Invoice")
+                    .and_then(|t| t.get(&invoice))
+                    .map(Obj::value);
+                let customer = match paid.as_ref().and_then(|v| v.get("CustomerRef")) {
+                    Some(c) => c.clone(),
+                    None => self.customer_ref(refs),
+                };
+                if let Some(total) = paid
+                    .as_ref()
+                    .and_then(|v| v.get("TotalAmt"))
+                    .and_then(Value::as_f64)
+                {
+                    amount = amount.min((total * 100.0).round() as i64).max(1);
+                }
+                json!({"CustomerRef": customer, "DepositToAccountRef": {"value": "4"},
                     "TotalAmt": money(amount), "UnappliedAmt": 0, "ProcessPayment": false, "TxnDate": txn_date,
                     "CurrencyRef": usd,
                     "Line": [{"Amount": money(amount), "LinkedTxn": [{"TxnId": invoice.to_string(), "TxnType": "Invoice"}],
@@ -684,12 +708,24 @@ impl Store {
                 let vendor = self.vendor_ref(refs);
                 let mut entity_ref = vendor;
                 entity_ref["type"] = json!("Vendor");
-                json!({"AccountRef": self.account_ref(refs), "PaymentType": if id.is_multiple_of(2) { "CreditCard" } else { "Check" },
+                let mut purchase = json!({"AccountRef": self.account_ref(refs), "PaymentType": if id.is_multiple_of(2) { "CreditCard" } else { "Check" },
                     "EntityRef": entity_ref, "Credit": false, "TotalAmt": money(amount),
                     "PurchaseEx": {"any": [Self::jaxb("TxnType", "1")]}, "TxnDate": txn_date, "CurrencyRef": usd,
                     "PrivateNote": format!("Bought supplies for crew {}", 100 + id % 20),
                     "Line": [{"Id": "1", "Amount": money(amount), "DetailType": "AccountBasedExpenseLineDetail",
-                        "AccountBasedExpenseLineDetail": {"AccountRef": self.account_ref(refs), "BillableStatus": "NotBillable", "TaxCodeRef": {"value": "NON"}}}]})
+                        "AccountBasedExpenseLineDetail": {"AccountRef": self.account_ref(refs), "BillableStatus": "NotBillable", "TaxCodeRef": {"value": "NON"}}}]});
+                // A third of the expenses are bought for a customer (billable to them).
+                if id.is_multiple_of(3) {
+                    let customer = self.customer_ref(refs);
+                    if let Some(detail) = purchase
+                        .pointer_mut("/Line/0/AccountBasedExpenseLineDetail")
+                        .and_then(Value::as_object_mut)
+                    {
+                        detail.insert("CustomerRef".into(), customer);
+                        detail.insert("BillableStatus".into(), json!("Billable"));
+                    }
+                }
+                purchase
             }
             "Bill" => {
                 let a = self.rng.gen_range(500..80_000);

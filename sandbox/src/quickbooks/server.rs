@@ -277,6 +277,10 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/oauth2/v1/tokens/bearer", post(tokens_create))
         .route("/emulator/mutations", post(mutations_create))
         .route("/emulator/stats", get(stats_get))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.config.latency,
+            crate::delay,
+        ))
         .with_state(shared)
 }
 

@@ -60,6 +60,7 @@ impl CliArgs {
             total_count_as_string: self.total_count_as_string,
             ticket_fraction_digits: self.ticket_fraction_digits,
             refuse_created_after: false,
+            latency: Duration::ZERO,
         }
     }
 }

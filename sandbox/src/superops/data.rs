@@ -515,10 +515,20 @@ impl Tenant {
         let resolved = rng.gen_bool(0.65) && created < self.clock - Duration::hours(2);
         let responded = resolved || rng.gen_bool(0.5);
         let latest = self.clock - Duration::seconds(1);
-        let fr_time =
-            responded.then(|| (created + Duration::minutes(rng.gen_range(5..600))).min(latest));
+        // Most tickets are answered and resolved in time, as at a healthy MSP; a tail is not.
+        let fr_minutes = if rng.gen_bool(0.85) {
+            rng.gen_range(5..55)
+        } else {
+            rng.gen_range(55..600)
+        };
+        let res_minutes = if rng.gen_bool(0.8) {
+            rng.gen_range(30..60 * 7)
+        } else {
+            rng.gen_range(60 * 7..60 * 24 * 5)
+        };
+        let fr_time = responded.then(|| (created + Duration::minutes(fr_minutes)).min(latest));
         let res_time = resolved.then(|| {
-            let t = created + Duration::minutes(rng.gen_range(30..60 * 24 * 5));
+            let t = created + Duration::minutes(res_minutes);
             t.max(fr_time.unwrap_or(t)).min(latest)
         });
         let (fr_due, res_due) = match sla {

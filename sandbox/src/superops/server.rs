@@ -60,6 +60,8 @@ pub struct EmulatorConfig {
     pub ticket_fraction_digits: u8,
     /// Refuse the `createdTime after` condition (see [`ExecOptions`]).
     pub refuse_created_after: bool,
+    /// Added to every request's answer time (zero: none).
+    pub latency: std::time::Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -74,6 +76,7 @@ impl Default for EmulatorConfig {
             total_count_as_string: false,
             ticket_fraction_digits: 0,
             refuse_created_after: false,
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -157,6 +160,8 @@ pub struct Stats {
 }
 
 struct Shared {
+    /// Added before every answer.
+    latency: std::time::Duration,
     subdomain: String,
     token: String,
     opts: ExecOptions,
@@ -349,6 +354,7 @@ impl Shared {
     fn new(config: &EmulatorConfig) -> Shared {
         let tenant = Tenant::generate(config.seed, &config.size, config.ticket_fraction_digits);
         Shared {
+            latency: config.latency,
             subdomain: config.subdomain.clone(),
             token: config.token.clone(),
             opts: ExecOptions {
@@ -370,6 +376,10 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/msp", post(graphql_execute))
         .route("/health", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.latency,
+            crate::delay,
+        ))
         .with_state(shared)
 }
 

@@ -25,7 +25,7 @@ pub fn target_dir() -> PathBuf {
         .join("debug")
 }
 
-/// Builds the host and every plugin (debug) once per test binary, with the same cargo
+/// Builds the host, every plugin and the sandbox (debug) once per test binary, with the same cargo
 /// that runs the tests: `cargo test` alone does not produce the `.so` files. The broken
 /// test fixtures are a workspace of their own (so `cargo build --release --workspace`
 /// never puts them beside the shipped plugins); built into the same target directory
@@ -46,6 +46,8 @@ pub fn ensure_built() {
                 "tributary-quickbooks",
                 "-p",
                 "tributary-superops",
+                "-p",
+                "tributary-sandbox",
             ])
             .status()
             .expect("cargo runs");

@@ -20,5 +20,7 @@ mod manifest_errors;
 mod narrowed;
 /// Panicking, incompatible and foreign libraries.
 mod plugins;
+/// The shipped manifest's three sources of one MSP, `--client` and `client_360`.
+mod product;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;

@@ -202,7 +202,10 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
         .time
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|| ctx.client.server_now());
-    if parse_time(&since).is_some_and(|t| t.with_timezone(&Utc) < cdc_horizon(started)) {
+    // A first read starts at the horizon by design: there is nothing it could miss.
+    if state.complete_at.is_some()
+        && parse_time(&since).is_some_and(|t| t.with_timezone(&Utc) < cdc_horizon(started))
+    {
         tracing::warn!(stream, since = %since, "by the server's clock this is beyond CDC's 30-day horizon; older deletions may be missing here (the entity streams reconcile instead)");
     }
     let all = page.rows;
