@@ -20,5 +20,7 @@ mod manifest_errors;
 mod narrowed;
 /// Panicking, incompatible and foreign libraries.
 mod plugins;
+/// Data quality: planted gaps, violations, duplicates and orphans; limits exit 3.
+mod quality;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;
