@@ -11,6 +11,8 @@
 //! - [`sandbox`] starts the built-in emulators for the sources a `[sandbox]` serves.
 //! - [`credentials`] keeps rotated secrets; [`validation`] checks JSON against a schema;
 //!   [`progress`] draws bars and the summary table.
+//! - [`quality`] measures each stream (schema, completeness, duplicates, freshness) and
+//!   the cross-source references in the warehouse.
 
 pub mod clients;
 pub mod credentials;
@@ -20,6 +22,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
+pub mod quality;
 pub mod runner;
 pub mod sandbox;
 pub mod validation;

@@ -16,6 +16,7 @@ use tributary::loader::Registry;
 use tributary::manifest::Manifest;
 use tributary::plan::{Overrides, Plan};
 use tributary::progress::{self, Progress};
+use tributary::quality::{self, assemble, QualityReport};
 use tributary::runner::{self, PreparedSource, RunOptions, Services};
 use tributary::{clients, destination, lock, manifest, plan, sandbox, views};
 
@@ -70,6 +71,18 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Measure data quality from the warehouse alone (exit 3 if a [quality] limit breaks).
+    Quality(QualityArgs),
+}
+
+#[derive(Debug, Args)]
+struct QualityArgs {
+    /// Print the whole report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Only this source's streams (the referential checks still use every source).
+    #[arg(long)]
+    source: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +428,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
 
     // Discover every source first, so a bad stream name fails before anything is written.
     let mut prepared = Vec::new();
+    let mut catalogs = std::collections::HashMap::new();
     let mut failed_early = Vec::new();
     let mut problems = Vec::new();
     let discovered: Vec<_> = std::thread::scope(|scope| {
@@ -459,10 +473,14 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-                Ok(configured) => prepared.push(PreparedSource {
-                    plan: source.clone(),
-                    catalog: configured,
-                }),
+                Ok(configured) => {
+                    prepared.push(PreparedSource {
+                        plan: source.clone(),
+                        catalog: configured,
+                        trackers: Default::default(),
+                    });
+                    catalogs.insert(source.name.clone(), catalog);
+                }
                 Err(e) => problems.push(e),
             },
             Err(e) => {
@@ -480,6 +498,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
                     deleted: 0,
                     seconds: 0.0,
                     error: Some(e.clone()),
+                    quality: None,
                 }));
             }
         }
@@ -496,6 +515,14 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
             )
         })?;
     let state = dest.load_state().context("cannot read saved state")?;
+    let limits = &loaded.manifest.quality;
+    if limits.validate {
+        for p in &mut prepared {
+            if let Some(catalog) = catalogs.get(&p.plan.name) {
+                p.trackers = assemble::trackers(&*dest, &p.plan, catalog, &p.catalog, &state);
+            }
+        }
+    }
     let options = RunOptions {
         full_refresh: args.full_refresh,
         parallelism: if args.sequential { 1 } else { plan.parallelism },
@@ -504,9 +531,25 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     reports.extend(failed_early);
     reports.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
     println!("{}", progress::summary_table(&reports));
+    // Referential checks read the warehouse the run left (a fresh connection: the
+    // writer's is gone with it); the destination lock is still ours.
+    let mut quality_report = destination::open(&plan.destination_kind, &plan.destination_path)
+        .and_then(|dest| assemble::run_report(&reports, &*dest, &manifest_sources(loaded)))
+        .unwrap_or_else(|e| {
+            tracing::warn!("no referential checks: {e}");
+            QualityReport {
+                measured_from: "run",
+                streams: reports.iter().filter_map(|r| r.quality.clone()).collect(),
+                ..QualityReport::default()
+            }
+        });
+    quality_report.breaches = quality::breaches(limits, &quality_report);
+    if !quality_report.streams.is_empty() || !quality_report.referential.is_empty() {
+        println!("{}", quality_report.summary());
+    }
     define_client_360(loaded, &plan);
     if let Some(path) = &args.report {
-        let json: Vec<_> = reports
+        let streams: Vec<_> = reports
             .iter()
             .map(|r| {
                 serde_json::json!({
@@ -520,6 +563,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
                 })
             })
             .collect();
+        let json = serde_json::json!({ "streams": streams, "quality": quality_report });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
@@ -532,7 +576,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     let incomplete = reports.iter().filter(|r| r.error.is_some()).count();
     if incomplete == 0 {
         println!("all {} stream(s) complete", reports.len());
-        Ok(ExitCode::SUCCESS)
+        Ok(breach_code(&quality_report))
     } else {
         println!("{incomplete} of {} stream(s) INCOMPLETE", reports.len());
         Ok(ExitCode::from(1))
@@ -659,6 +703,57 @@ fn narrow_to_clients(
         ));
     }
     Ok(())
+}
+
+/// (name, plugin) of every source the manifest declares, enabled or not: the warehouse
+/// may hold any of them.
+fn manifest_sources(loaded: &Loaded) -> Vec<(String, String)> {
+    loaded
+        .manifest
+        .sources
+        .iter()
+        .map(|(name, s)| (name.clone(), s.plugin.clone()))
+        .collect()
+}
+
+/// Exit code 3 when a `[quality]` limit broke (each breach printed to stderr too).
+fn breach_code(report: &QualityReport) -> ExitCode {
+    if report.breaches.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for b in &report.breaches {
+        eprintln!("quality breach: {b}");
+    }
+    ExitCode::from(quality::EXIT_BREACH)
+}
+
+fn cmd_quality(loaded: &Loaded, args: &QualityArgs) -> Result<ExitCode> {
+    let kind = &loaded.manifest.destination.kind;
+    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
+    if !path.exists() {
+        return Err(usage(format!(
+            "no warehouse yet ({} does not exist): run `tributary run` first",
+            path.display()
+        )));
+    }
+    if let Some(source) = &args.source {
+        if !loaded.manifest.sources.contains_key(source) {
+            return Err(usage(format!("no source `{source}` in the manifest")));
+        }
+    }
+    // Opening a JSONL warehouse rolls back uncommitted bytes: never under a running sync.
+    let _lock = lock_destination(kind, &path, false)?;
+    let dest = destination::open(kind, &path)
+        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    let mut report =
+        assemble::warehouse_report(&*dest, &manifest_sources(loaded), args.source.as_deref())?;
+    report.breaches = quality::breaches(&loaded.manifest.quality, &report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(breach_code(&report))
 }
 
 /// Peak resident set size of this process (Linux: VmHWM), for the closing summary.
@@ -843,6 +938,7 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd_run(&loaded, args, cancel.clone()),
             Command::State { command } => cmd_state(&loaded, command),
             Command::Clients { clients, json } => cmd_clients(&loaded, clients, *json),
+            Command::Quality(args) => cmd_quality(&loaded, args),
         });
     match result {
         Ok(code) => code,

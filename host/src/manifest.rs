@@ -32,6 +32,9 @@ pub struct Manifest {
     /// without an internal database (which is the directory otherwise).
     #[serde(default)]
     pub clients: BTreeMap<String, BTreeMap<String, String>>,
+    /// Data quality: validation and the thresholds a run must meet.
+    #[serde(default)]
+    pub quality: QualitySection,
     /// Unset `${VAR}` references inside each source's section. Reported only when that
     /// source is selected, so a disabled source may name credentials nobody has yet.
     #[serde(skip)]
@@ -140,6 +143,63 @@ pub struct DefaultsSection {
     pub end_date: Option<String>,
     /// Records per stream per run.
     pub limit: Option<u64>,
+}
+
+/// `[quality]`: every limit is off unless set; a run (or `tributary quality`) that breaks
+/// one exits with code 3, naming the stream and the field.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySection {
+    /// Measure records during `run` (schema, completeness, duplicates, regressions).
+    /// `false` skips the per-record work and the run's quality figures.
+    #[serde(default = "default_true")]
+    pub validate: bool,
+    /// Least overall completeness of a stream (populated values / fields × records), 0–1.
+    pub min_completeness: Option<f64>,
+    /// Most records breaking the stream's schema.
+    pub max_violations: Option<u64>,
+    /// Most duplicate primary keys within a run.
+    pub max_duplicates: Option<u64>,
+    /// Most cursor regressions within a run.
+    pub max_regressions: Option<u64>,
+    /// Oldest acceptable newest cursor, in hours before now.
+    pub max_freshness_hours: Option<f64>,
+    /// Overrides per stream, keyed `"source.stream"`.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamQualitySection>,
+}
+
+impl Default for QualitySection {
+    fn default() -> Self {
+        QualitySection {
+            validate: true,
+            min_completeness: None,
+            max_violations: None,
+            max_duplicates: None,
+            max_regressions: None,
+            max_freshness_hours: None,
+            streams: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[quality.streams."source.stream"]`: limits of one stream, over `[quality]`'s.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQualitySection {
+    /// Overrides `[quality].min_completeness`.
+    pub min_completeness: Option<f64>,
+    /// Overrides `[quality].max_violations`.
+    pub max_violations: Option<u64>,
+    /// Overrides `[quality].max_duplicates`.
+    pub max_duplicates: Option<u64>,
+    /// Overrides `[quality].max_regressions`.
+    pub max_regressions: Option<u64>,
+    /// Overrides `[quality].max_freshness_hours`.
+    pub max_freshness_hours: Option<f64>,
+    /// Least completeness of single top-level fields, e.g. `{ email_domain = 1.0 }`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, f64>,
 }
 
 /// `[sources.<name>]`.

@@ -19,6 +19,7 @@ use crate::credentials::Credentials;
 use crate::destination::{self, state_key, Destination, StateMap};
 use crate::plan::SourcePlan;
 use crate::progress::Progress;
+use crate::quality::{StreamQuality, StreamTracker};
 
 /// Batches queued between the plugins and the writer before plugins block. Small on
 /// purpose: a batch can hold 10,000 records (megabytes), and memory is bounded by
@@ -254,6 +255,8 @@ pub struct StreamReport {
     pub seconds: f64,
     /// `None` = complete.
     pub error: Option<ConnectorError>,
+    /// What the run measured of the stream's records (`None`: not measured).
+    pub quality: Option<StreamQuality>,
 }
 
 #[derive(Default)]
@@ -325,6 +328,9 @@ struct SourceHandler {
     limit: Option<u64>,
     /// Streams requested, for the progress line.
     streams: usize,
+    /// Quality trackers of the streams measured. Each has its own lock: the source's
+    /// streams are measured in parallel when its plugin sends them so.
+    trackers: HashMap<String, Mutex<StreamTracker>>,
 }
 
 impl SourceHandler {
@@ -357,6 +363,12 @@ impl HostHandler for SourceHandler {
             s.records += n;
             s.deleted_records += deleted;
         }
+        // Measured on the source's own thread, so sources validate in parallel and the
+        // writer (the one serial stage) does no extra work.
+        let violations = match self.trackers.get(stream) {
+            Some(t) => t.lock().unwrap_or_else(|p| p.into_inner()).observe(&batch),
+            None => Vec::new(),
+        };
         let total = self.total.fetch_add(n, Ordering::Relaxed) + n;
         self.progress.set_position(total);
         self.progress.set_message(stream.to_string());
@@ -365,7 +377,7 @@ impl HostHandler for SourceHandler {
                 source: self.source.clone(),
                 stream: stream.to_string(),
                 batch,
-                violations: Vec::new(),
+                violations,
             })
             .map_err(|_| "the writer has stopped".to_string())
     }
@@ -570,6 +582,7 @@ pub fn control_handler(source: &str, services: &Services) -> Arc<dyn HostHandler
         scope: None,
         limit: None,
         streams: 0,
+        trackers: HashMap::new(),
     })
 }
 
@@ -646,6 +659,8 @@ pub struct PreparedSource {
     pub plan: SourcePlan,
     /// Streams to read.
     pub catalog: ConfiguredCatalog,
+    /// Quality trackers of the streams to measure (none: quality off).
+    pub trackers: HashMap<String, StreamTracker>,
 }
 
 /// Reads every prepared source into `dest` and reports each stream.
@@ -679,6 +694,7 @@ pub fn run(
                     error: Some(ConnectorError::system(format!(
                         "cannot start the writer thread: {e}"
                     ))),
+                    quality: None,
                 })
                 .collect();
         }
@@ -737,7 +753,11 @@ fn run_source(
     options: &RunOptions,
     services: &Services,
 ) -> Vec<StreamReport> {
-    let PreparedSource { plan, catalog } = source;
+    let PreparedSource {
+        plan,
+        catalog,
+        trackers,
+    } = source;
     let started = Instant::now();
     let scope = scope_of(&plan.window);
     if let Some(scope) = &scope {
@@ -758,6 +778,10 @@ fn run_source(
         scope: scope.clone(),
         limit: plan.window.limit,
         streams: catalog.streams.len(),
+        trackers: trackers
+            .into_iter()
+            .map(|(k, t)| (k, Mutex::new(t)))
+            .collect(),
     });
     bar.set_prefix(streams_prefix(&plan.name, 0, catalog.streams.len()));
     let stream_state: BTreeMap<String, serde_json::Value> = if options.full_refresh {
@@ -823,6 +847,13 @@ fn run_source(
                 "the connector returned without completing this stream",
             )),
         };
+        let quality = handler.trackers.get(&stream.name).map(|t| {
+            t.lock().unwrap_or_else(|p| p.into_inner()).report(
+                &plan.name,
+                &stream.name,
+                chrono::Utc::now(),
+            )
+        });
         reports.push(StreamReport {
             source: plan.name.clone(),
             stream: stream.name.clone(),
@@ -830,6 +861,7 @@ fn run_source(
             deleted,
             seconds,
             error,
+            quality,
         });
     }
     if let Err(e) = &result {
@@ -863,6 +895,7 @@ mod tests {
             scope: scope.map(str::to_string),
             limit,
             streams: 0,
+            trackers: HashMap::new(),
         };
         (h, rx)
     }

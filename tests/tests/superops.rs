@@ -116,7 +116,7 @@ fn report_rows(s: &Scratch) -> Vec<Value> {
     std::fs::read(s.path("report.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v.as_array().cloned())
+        .and_then(|v| v["streams"].as_array().cloned())
         .unwrap_or_default()
 }
 

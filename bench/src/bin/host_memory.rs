@@ -161,7 +161,7 @@ fn measure(connector: &str, size: u64, root: &Path) -> Result<(TributaryRun, u64
     let run = run_tributary(&manifest, &["--report", report_arg])?;
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
     let (source, name) = stream.split_once('.').unwrap_or((stream, ""));
-    let records = report
+    let records = report["streams"]
         .as_array()
         .and_then(|rows| {
             rows.iter()

@@ -4,7 +4,9 @@
 //! 2. times `sqlite3 -json` dumping the table to a file: the practical ceiling;
 //! 3. runs the real `tributary` binary (release) to JSONL and to the SQLite warehouse,
 //!    reading its rows/s and peak RSS;
-//! 4. measures the plugin boundary: the same connector read through the loaded `.so`
+//! 4. measures what data quality costs: the same runs with `[quality] validate = false`
+//!    (no per-record schema check, completeness, duplicate keys), best of a few rounds;
+//! 5. measures the plugin boundary: the same connector read through the loaded `.so`
 //!    versus compiled in (`InProcess`), both into a handler that only counts.
 //!
 //! ```text
@@ -35,6 +37,9 @@ struct Args {
     /// Working directory (default: a fresh temp dir under target/).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Rounds of quality on/off per destination (best of each is compared).
+    #[arg(long, default_value_t = 3)]
+    quality_rounds: u32,
 }
 
 /// Counts records and drops them.
@@ -73,12 +78,18 @@ fn request(url: &str) -> ReadRequest {
     }
 }
 
-fn run_host(dir: &Path, kind: &str, out: &str, db: &Path) -> Result<(f64, u64, String)> {
+fn run_host(
+    dir: &Path,
+    kind: &str,
+    out: &str,
+    db: &Path,
+    quality: bool,
+) -> Result<(f64, u64, String)> {
     let manifest = dir.join(format!("bench-{kind}.toml"));
     std::fs::write(
         &manifest,
         format!(
-            "[host]\nplugin_dir = \"{}\"\n[destination]\nkind = \"{kind}\"\npath = \"{}\"\n[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"service_history\"]\n[sources.internal.config]\nurl = \"sqlite:{}\"\n",
+            "[quality]\nvalidate = {quality}\n[host]\nplugin_dir = \"{}\"\n[destination]\nkind = \"{kind}\"\npath = \"{}\"\n[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"service_history\"]\n[sources.internal.config]\nurl = \"sqlite:{}\"\n",
             workspace().join("target/release").display(),
             dir.join(out).display(),
             db.display()
@@ -143,18 +154,33 @@ fn main() -> Result<()> {
     let ceiling = rows as f64 / t.elapsed().as_secs_f64();
     println!("sqlite3 -json ceiling:        {ceiling:>10.0} rows/s");
 
-    let (secs, _, rss) = run_host(&dir, "jsonl", "jsonl-out", &db)?;
+    let (secs, _, rss) = run_host(&dir, "jsonl", "jsonl-out", &db, true)?;
     let jsonl = rows as f64 / secs;
     println!(
         "tributary → JSONL:            {jsonl:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}",
         jsonl / ceiling
     );
-    let (secs, _, rss) = run_host(&dir, "sqlite", "warehouse.db", &db)?;
+    let (secs, _, rss) = run_host(&dir, "sqlite", "warehouse.db", &db, true)?;
     let sqlite = rows as f64 / secs;
     println!(
         "tributary → SQLite warehouse: {sqlite:>10.0} rows/s  ({:.2}× ceiling)  peak RSS {rss}",
         sqlite / ceiling
     );
+
+    // Data quality on and off, alternating so drift on a shared machine hits both alike.
+    for (kind, out) in [("jsonl", "jsonl-out"), ("sqlite", "warehouse.db")] {
+        let (mut on, mut off) = (f64::MAX, f64::MAX);
+        for _ in 0..args.quality_rounds {
+            on = on.min(run_host(&dir, kind, out, &db, true)?.0);
+            off = off.min(run_host(&dir, kind, out, &db, false)?.0);
+        }
+        println!(
+            "quality → {kind:<6} on: {:>10.0} rows/s  off: {:>10.0} rows/s  cost {:>5.1}%",
+            rows as f64 / on,
+            rows as f64 / off,
+            (1.0 - off / on) * 100.0
+        );
+    }
 
     // The plugin boundary: loaded .so versus compiled in, same counting handler.
     let plugin =

@@ -110,7 +110,7 @@ fn run_host(dir: &Path, manifest: &Path, extra: &[&str]) -> Result<HostRun> {
     all.extend_from_slice(extra);
     let run = run_tributary(manifest, &all)?;
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
-    let stream = report
+    let stream = report["streams"]
         .as_array()
         .and_then(|a| a.iter().find(|r| r["stream"] == "service_history"))
         .context("the report has service_history")?;

@@ -18,7 +18,8 @@ use tributary_sdk::host::{KeyBatch, RecordBatch};
 use tributary_sdk::Record;
 
 use super::{
-    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, StateMap,
+    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, Row,
+    StateMap,
 };
 use crate::credentials::write_atomic;
 
@@ -657,4 +658,86 @@ impl Destination for JsonlDestination {
         self.snapshots
             .remove(&format!("{}.jsonl", table_name(source, stream)));
     }
+
+    fn streams(&self) -> Result<Vec<(String, String)>, DestinationError> {
+        let mut out: Vec<(String, String)> = self
+            .committed
+            .files
+            .keys()
+            .filter_map(|name| name.strip_suffix(".jsonl")?.split_once("__"))
+            .filter(|(prefix, stream)| !prefix.is_empty() && !stream.is_empty())
+            .map(|(prefix, stream)| (prefix.to_string(), stream.to_string()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Two passes over the committed part of the file: the newest line of every key
+    /// (offsets only, as a snapshot finds them), then those lines in file order.
+    fn for_each_row(
+        &self,
+        source: &str,
+        stream: &str,
+        each: &mut dyn FnMut(Row<'_>),
+    ) -> Result<(), DestinationError> {
+        let name = format!("{}.jsonl", table_name(source, stream));
+        let Some(&committed) = self.committed.files.get(&name) else {
+            return Ok(());
+        };
+        let path = self.dir.join(&name);
+        let what = path.display().to_string();
+        let open = || {
+            File::open(&path)
+                .map(|f| BufReader::with_capacity(1 << 20, f.take(committed)))
+                .map_err(io_err(format!("cannot open {what}")))
+        };
+        let mut wanted: Vec<u64> = scan_last_lines(open()?, &what)?
+            .into_values()
+            .map(|(offset, _, _)| offset)
+            .collect();
+        wanted.sort_unstable();
+        let mut wanted = wanted.into_iter().peekable();
+        let mut reader = open()?;
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        while wanted.peek().is_some() {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(io_err(format!("cannot read {what}")))?;
+            if n == 0 {
+                break;
+            }
+            if wanted.next_if_eq(&offset).is_some() {
+                let row: LineRow<'_> =
+                    serde_json::from_slice(&line).map_err(|e| DestinationError::Io {
+                        context: format!("{what} has an unreadable line at byte {offset}"),
+                        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                    })?;
+                each(Row {
+                    pk: &row._pk,
+                    cursor: row._cursor.as_deref(),
+                    deleted: row._deleted,
+                    violations: row._violations.map(RawValue::get),
+                    data: row.data.get(),
+                });
+            }
+            offset += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A whole line, borrowed where it can be.
+#[derive(Deserialize)]
+struct LineRow<'a> {
+    #[serde(borrow)]
+    _pk: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    _cursor: Option<std::borrow::Cow<'a, str>>,
+    _deleted: bool,
+    #[serde(borrow, default)]
+    _violations: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: &'a RawValue,
 }

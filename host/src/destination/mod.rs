@@ -39,6 +39,9 @@ pub enum DestinationError {
         /// serde's message.
         message: String,
     },
+    /// The destination cannot do this.
+    #[error("this destination does not support {0}")]
+    Unsupported(&'static str),
     /// Unknown `kind`.
     #[error("unknown destination kind `{0}` (expected `sqlite` or `jsonl`)")]
     UnknownKind(String),
@@ -153,6 +156,41 @@ pub trait Destination: Send {
     fn read_view(&mut self, _name: &str) -> Result<Option<ViewRows>, DestinationError> {
         Ok(None)
     }
+
+    /// The streams that have a table (or file): `(table prefix, stream)`, where the
+    /// prefix is the source name as [`table_prefix`] folds it.
+    fn streams(&self) -> Result<Vec<(String, String)>, DestinationError> {
+        Err(DestinationError::Unsupported("listing streams"))
+    }
+
+    /// Hands every committed row of `source.stream` (its newest version, deleted rows
+    /// included, flagged by [`Row::deleted`]) to `each`, in no particular order. A stream
+    /// without a table has no rows. Meant for a destination with nothing staged (before
+    /// or after a run): whether staged rows show is up to the destination.
+    fn for_each_row(
+        &self,
+        _source: &str,
+        _stream: &str,
+        _each: &mut dyn FnMut(Row<'_>),
+    ) -> Result<(), DestinationError> {
+        Err(DestinationError::Unsupported("reading rows back"))
+    }
+
+    /// The newest cursor among the live rows of `source.stream` (instants compared as
+    /// instants). The default scans every row.
+    fn newest_cursor(
+        &self,
+        source: &str,
+        stream: &str,
+    ) -> Result<Option<String>, DestinationError> {
+        let mut newest = crate::quality::tracker::Newest::default();
+        self.for_each_row(source, stream, &mut |row| {
+            if let (false, Some(c)) = (row.deleted, row.cursor) {
+                newest.offer(c);
+            }
+        })?;
+        Ok(newest.finish(chrono::Utc::now()).0)
+    }
 }
 
 /// The rows of a view, in column order.
@@ -162,6 +200,21 @@ pub struct ViewRows {
     pub columns: Vec<String>,
     /// One vector per row, aligned with `columns`.
     pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// One committed row, as [`Destination::for_each_row`] hands it out.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// Primary key.
+    pub pk: &'a str,
+    /// Cursor value.
+    pub cursor: Option<&'a str>,
+    /// The row is marked deleted.
+    pub deleted: bool,
+    /// The `_violations` JSON array, for a record that broke its schema.
+    pub violations: Option<&'a str>,
+    /// The record (a JSON object).
+    pub data: &'a str,
 }
 
 /// The state key of `stream` in a narrowed scope (see `runner::scope_of`): the plain

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
 use super::{
-    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError,
+    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, Row,
     StateMap, ViewRows,
 };
 use crate::views::{self, Client360Sources, Dialect, CLIENT_360};
@@ -400,6 +400,93 @@ impl Destination for SqliteDestination {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(ViewRows { columns, rows }))
+    }
+
+    fn streams(&self) -> Result<Vec<(String, String)>, DestinationError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        // The first `__` separates source and stream (see `table_name`).
+        Ok(names
+            .iter()
+            .filter_map(|n| n.split_once("__"))
+            .filter(|(prefix, stream)| !prefix.is_empty() && !stream.is_empty())
+            .map(|(prefix, stream)| (prefix.to_string(), stream.to_string()))
+            .collect())
+    }
+
+    fn for_each_row(
+        &self,
+        source: &str,
+        stream: &str,
+        each: &mut dyn FnMut(Row<'_>),
+    ) -> Result<(), DestinationError> {
+        let table = table_name(source, stream);
+        if !self.table_exists(&table)? {
+            return Ok(());
+        }
+        // Tables written before schema validation have no `_violations` column.
+        let flagged: bool = self.conn.query_row(
+            &format!(
+                "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = '_violations'"
+            ),
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        let violations = if flagged { "_violations" } else { "NULL" };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT _pk, _cursor, _deleted, {violations}, data FROM \"{table}\""
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let pk = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let cursor = r
+                .get_ref(1)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?;
+            let deleted = r.get::<_, bool>(2)?;
+            let violations = r
+                .get_ref(3)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?;
+            let data = r.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
+            each(Row {
+                pk,
+                cursor,
+                deleted,
+                violations,
+                data,
+            });
+        }
+        Ok(())
+    }
+
+    fn newest_cursor(
+        &self,
+        source: &str,
+        stream: &str,
+    ) -> Result<Option<String>, DestinationError> {
+        let table = table_name(source, stream);
+        if !self.table_exists(&table)? {
+            return Ok(None);
+        }
+        // julianday() reads RFC 3339 with offsets, so `-08:00` and `Z` compare as
+        // instants; cursors it cannot read (sequences) fall back to text order.
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT _cursor FROM \"{table}\" WHERE _deleted = 0 AND _cursor IS NOT NULL
+                     ORDER BY julianday(_cursor) IS NULL, julianday(_cursor) DESC, _cursor DESC
+                     LIMIT 1"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 }
 

@@ -195,7 +195,8 @@ impl Report {
     fn from_json(v: serde_json::Value) -> Report {
         let mut streams = BTreeMap::new();
         let mut deleted = BTreeMap::new();
-        for r in v.as_array().into_iter().flatten() {
+        // `{"streams": [...], "quality": {...}}`.
+        for r in v["streams"].as_array().into_iter().flatten() {
             let key = format!(
                 "{}.{}",
                 r["source"].as_str().unwrap_or(""),

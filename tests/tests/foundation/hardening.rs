@@ -169,7 +169,7 @@ fn sigterm_stops_a_run_like_ctrl_c_with_summary_report_and_exact_data() {
     );
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report written")).expect("json");
-    assert_eq!(written[0]["status"], "incomplete", "{written}");
+    assert_eq!(written["streams"][0]["status"], "incomplete", "{written}");
     // What was committed is exact, and the rerun completes the rest.
     let (run, rerun) = s.sync(&[]);
     assert_eq!(run.code, 0, "{}", run.all());

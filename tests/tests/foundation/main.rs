@@ -22,5 +22,7 @@ mod narrowed;
 mod plugins;
 /// The shipped manifest's three sources of one MSP, `--client` and `client_360`.
 mod product;
+/// Data quality: planted gaps, violations, duplicates and orphans; limits exit 3.
+mod quality;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;
