@@ -111,6 +111,25 @@ impl Drop for Permit<'_> {
     }
 }
 
+impl Permit<'_> {
+    /// The request leaves now. A permit may wait between being granted and the send (for
+    /// a token refresh, say), and the server counts a request when it arrives: so the
+    /// budget counts it from now, or a burst granted before a slow refresh would land
+    /// closer to the next one than the budget believes.
+    pub fn leaving(&mut self) {
+        let now = Instant::now();
+        let mut g = self.budget.lock();
+        if let Some(i) = g.log.iter().position(|s| s.seq == self.ticket.seq) {
+            // Moved to the back with its new time: the log stays in time order.
+            if let Some(mut sent) = g.log.remove(i) {
+                sent.at = now;
+                g.log.push_back(sent);
+            }
+        }
+        self.ticket.sent_at = now;
+    }
+}
+
 fn margin(window: Duration) -> Duration {
     // 2% of the window, at least 50 ms: well above loopback or LAN jitter, and it costs
     // at most 2% of the allowed rate.
@@ -398,6 +417,29 @@ mod tests {
                 .count();
             assert!(in_second <= 3, "{times:?}");
         }
+    }
+
+    /// A permit that waited (for a token) before its request left counts from the
+    /// moment it left: the next one keeps a whole second (and margin) from that.
+    #[tokio::test(start_paused = true)]
+    async fn a_permit_counts_from_when_its_request_leaves() {
+        let b = Budget::new(Limits {
+            per_window: 0,
+            window: Duration::from_secs(60),
+            per_second: 1,
+            concurrency: 0,
+        });
+        let start = Instant::now();
+        let mut first = b.acquire().await;
+        tokio::time::sleep(Duration::from_millis(600)).await; // the token refresh
+        first.leaving();
+        drop(first);
+        let _second = b.acquire().await;
+        let gap = start.elapsed();
+        assert!(
+            gap >= Duration::from_millis(600) + SECOND,
+            "the second request left {gap:?} after the first was granted"
+        );
     }
 
     fn production(window_secs: u64) -> Limits {

@@ -143,13 +143,14 @@ impl Client {
         // After a rejection, the token to retry with (and its generation).
         let mut retry_with: Option<(String, u64)> = None;
         loop {
-            let permit = self.budget.acquire().await;
+            let mut permit = self.budget.acquire().await;
             // The token is taken after the budget's wait, which can be long: a token
             // fetched before it could expire in the queue.
             let (token, generation) = match retry_with.take() {
                 Some(t) => t,
                 None => self.tokens.access().await?,
             };
+            permit.leaving();
             let started = std::time::Instant::now();
             let sent = self
                 .http
