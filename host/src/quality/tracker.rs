@@ -38,6 +38,15 @@ impl Cursor {
 
     /// Instants compare as instants (`-08:00` and `Z` alike); anything else as text.
     fn cmp_text(&self, other: &str) -> Ordering {
+        // Fast path, the common case: two UTC stamps of one width order as text, with no
+        // parsing per record.
+        if self.time.is_some()
+            && self.text.len() == other.len()
+            && self.text.ends_with('Z')
+            && other.ends_with('Z')
+        {
+            return self.text.as_str().cmp(other);
+        }
         match (self.time, cursor_time(other)) {
             (Some(a), Some(b)) => a.cmp(&b),
             _ => self.text.as_str().cmp(other),
@@ -89,6 +98,9 @@ impl Newest {
 /// Populated values per top-level field: present, not null, not an empty string.
 #[derive(Debug, Default)]
 pub struct Completeness {
+    /// The previous record's fields in order, with their indexes: records of one stream
+    /// mostly share a layout, so a string comparison replaces a hash lookup.
+    layout: Vec<(String, usize)>,
     index: HashMap<String, usize>,
     names: Vec<String>,
     populated: Vec<u64>,
@@ -125,16 +137,28 @@ impl Completeness {
     pub fn record(&mut self, value: &Value) {
         self.records += 1;
         if let Value::Object(map) = value {
-            for (k, v) in map {
+            for (j, (k, v)) in map.iter().enumerate() {
                 let filled = match v {
                     Value::Null => false,
                     Value::String(s) => !s.is_empty(),
                     _ => true,
                 };
-                if filled {
-                    let i = self.field(k);
-                    self.populated[i] += 1;
+                if !filled {
+                    continue;
                 }
+                let i = match self.layout.get(j) {
+                    Some((name, i)) if name == k => *i,
+                    _ => {
+                        let i = self.field(k);
+                        if j < self.layout.len() {
+                            self.layout[j] = (k.clone(), i);
+                        } else if j == self.layout.len() {
+                            self.layout.push((k.clone(), i));
+                        }
+                        i
+                    }
+                };
+                self.populated[i] += 1;
             }
         }
     }
