@@ -14,7 +14,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use tributary::credentials::Credentials;
 use tributary::loader::Registry;
 use tributary::manifest::Manifest;
-use tributary::plan::{Overrides, Plan};
+use tributary::plan::{DestinationPlan, Overrides, Plan};
 use tributary::progress::{self, Progress};
 use tributary::runner::{self, PreparedSource, RunOptions, Services};
 use tributary::{destination, lock, manifest, plan, sandbox};
@@ -211,11 +211,31 @@ fn services(plan: &Plan, cancel: Arc<AtomicBool>) -> Services {
     }
 }
 
+/// A held destination lock.
+enum DestinationLock {
+    /// A lock file beside the file or in the directory.
+    File(#[allow(dead_code)] lock::Lock),
+    /// A session advisory lock in PostgreSQL, held by its own connection.
+    Advisory(#[allow(dead_code)] destination::AdvisoryLock),
+}
+
 /// The exclusive lock of the plan's destination (correctness rule 7: one writer).
-fn lock_destination(kind: &str, path: &Path, wait: bool) -> Result<lock::Lock> {
-    let what = format!("destination {}", path.display());
-    lock::acquire(&lock::destination_lock_path(kind, path), &what, wait)
-        .map_err(|e| usage(e.to_string()))
+fn lock_destination(plan: &DestinationPlan, wait: bool) -> Result<DestinationLock> {
+    match plan {
+        DestinationPlan::Sqlite { path } | DestinationPlan::Jsonl { path } => {
+            let what = format!("destination {}", path.display());
+            lock::acquire(&lock::destination_lock_path(plan.kind(), path), &what, wait)
+                .map(DestinationLock::File)
+                .map_err(|e| usage(e.to_string()))
+        }
+        DestinationPlan::Postgres { url, schema } => {
+            match destination::AdvisoryLock::acquire(url, schema, wait) {
+                Ok(held) => Ok(DestinationLock::Advisory(held)),
+                Err(e @ destination::AdvisoryLockError::Busy { .. }) => Err(usage(e.to_string())),
+                Err(e) => Err(anyhow!("{e}")),
+            }
+        }
+    }
 }
 
 /// One lock per selected source's entry in the credentials store, so that two processes
@@ -256,8 +276,8 @@ fn cmd_validate(loaded: &Loaded) -> Result<ExitCode> {
         loaded.path.display(),
         loaded.manifest.sources.len(),
         plan.sources.len(),
-        plan.destination_kind,
-        plan.destination_path.display()
+        plan.destination.kind(),
+        plan.destination.describe()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -394,8 +414,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     }
     // One writer per destination, one user per credential, for the whole run; taken
     // before anything (a token refresh during discover included) can write.
-    let _destination_lock =
-        lock_destination(&plan.destination_kind, &plan.destination_path, args.wait)?;
+    let _destination_lock = lock_destination(&plan.destination, args.wait)?;
     let _credential_locks = lock_credentials(&plan, args.wait)?;
     let _sandboxes = sandbox::start(&mut plan)?;
     let services = services(&plan, cancel);
@@ -475,13 +494,12 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         return Err(usage(problems.join("\n")));
     }
 
-    let dest =
-        destination::open(&plan.destination_kind, &plan.destination_path).with_context(|| {
-            format!(
-                "cannot open the destination {}",
-                plan.destination_path.display()
-            )
-        })?;
+    let dest = destination::open(&plan.destination).with_context(|| {
+        format!(
+            "cannot open the destination {}",
+            plan.destination.describe()
+        )
+    })?;
     let state = dest.load_state().context("cannot read saved state")?;
     let options = RunOptions {
         full_refresh: args.full_refresh,
@@ -544,18 +562,21 @@ fn split_target(target: Option<&String>) -> (Option<&str>, Option<&str>) {
 }
 
 fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
-    let kind = &loaded.manifest.destination.kind;
-    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
-    if !path.exists() {
-        println!("no state yet ({} does not exist)", path.display());
-        return Ok(ExitCode::SUCCESS);
+    let plan = plan::resolve_destination(&loaded.manifest, &loaded.dir)
+        .map_err(|errors| usage(manifest::list_problems(&errors)))?;
+    match &plan {
+        DestinationPlan::Sqlite { path } | DestinationPlan::Jsonl { path } if !path.exists() => {
+            println!("no state yet ({} does not exist)", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let _lock = match command {
-        StateCommand::Reset { .. } => Some(lock_destination(kind, &path, false)?),
+        StateCommand::Reset { .. } => Some(lock_destination(&plan, false)?),
         StateCommand::Show { .. } => None,
     };
-    let mut dest = destination::open(kind, &path)
-        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    let mut dest = destination::open(&plan)
+        .with_context(|| format!("cannot open the destination {}", plan.describe()))?;
     let saved = dest.load_state()?;
     let target = match command {
         StateCommand::Show { target } | StateCommand::Reset { target } => target.as_ref(),
