@@ -20,5 +20,7 @@ mod manifest_errors;
 mod narrowed;
 /// Panicking, incompatible and foreign libraries.
 mod plugins;
+/// The PostgreSQL destination: parity with SQLite, `kill -9` and resume.
+mod postgres;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;
