@@ -14,7 +14,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use tributary::credentials::Credentials;
 use tributary::loader::Registry;
 use tributary::manifest::Manifest;
-use tributary::plan::{Overrides, Plan};
+use tributary::plan::{DestinationPlan, Overrides, Plan};
 use tributary::progress::{self, Progress};
 use tributary::quality::{self, assemble, QualityReport};
 use tributary::runner::{self, PreparedSource, RunOptions, Services};
@@ -234,11 +234,31 @@ fn services(plan: &Plan, cancel: Arc<AtomicBool>) -> Services {
     }
 }
 
+/// A held destination lock.
+enum DestinationLock {
+    /// A lock file beside the file or in the directory.
+    File(#[allow(dead_code)] lock::Lock),
+    /// A session advisory lock in PostgreSQL, held by its own connection.
+    Advisory(#[allow(dead_code)] destination::AdvisoryLock),
+}
+
 /// The exclusive lock of the plan's destination (correctness rule 7: one writer).
-fn lock_destination(kind: &str, path: &Path, wait: bool) -> Result<lock::Lock> {
-    let what = format!("destination {}", path.display());
-    lock::acquire(&lock::destination_lock_path(kind, path), &what, wait)
-        .map_err(|e| usage(e.to_string()))
+fn lock_destination(plan: &DestinationPlan, wait: bool) -> Result<DestinationLock> {
+    match plan {
+        DestinationPlan::Sqlite { path } | DestinationPlan::Jsonl { path } => {
+            let what = format!("destination {}", path.display());
+            lock::acquire(&lock::destination_lock_path(plan.kind(), path), &what, wait)
+                .map(DestinationLock::File)
+                .map_err(|e| usage(e.to_string()))
+        }
+        DestinationPlan::Postgres { url, schema } => {
+            match destination::AdvisoryLock::acquire(url, schema, wait) {
+                Ok(held) => Ok(DestinationLock::Advisory(held)),
+                Err(e @ destination::AdvisoryLockError::Busy { .. }) => Err(usage(e.to_string())),
+                Err(e) => Err(anyhow!("{e}")),
+            }
+        }
+    }
 }
 
 /// One lock per selected source's entry in the credentials store, so that two processes
@@ -279,8 +299,8 @@ fn cmd_validate(loaded: &Loaded) -> Result<ExitCode> {
         loaded.path.display(),
         loaded.manifest.sources.len(),
         plan.sources.len(),
-        plan.destination_kind,
-        plan.destination_path.display()
+        plan.destination.kind(),
+        plan.destination.describe()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -417,8 +437,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     }
     // One writer per destination, one user per credential, for the whole run; taken
     // before anything (a token refresh during discover included) can write.
-    let _destination_lock =
-        lock_destination(&plan.destination_kind, &plan.destination_path, args.wait)?;
+    let _destination_lock = lock_destination(&plan.destination, args.wait)?;
     let _credential_locks = lock_credentials(&plan, args.wait)?;
     let _sandboxes = sandbox::start(&mut plan)?;
     if !args.clients.is_empty() {
@@ -507,13 +526,12 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         return Err(usage(problems.join("\n")));
     }
 
-    let dest =
-        destination::open(&plan.destination_kind, &plan.destination_path).with_context(|| {
-            format!(
-                "cannot open the destination {}",
-                plan.destination_path.display()
-            )
-        })?;
+    let dest = destination::open(&plan.destination).with_context(|| {
+        format!(
+            "cannot open the destination {}",
+            plan.destination.describe()
+        )
+    })?;
     let state = dest.load_state().context("cannot read saved state")?;
     let limits = &loaded.manifest.quality;
     if limits.validate {
@@ -533,7 +551,7 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     println!("{}", progress::summary_table(&reports));
     // Referential checks read the warehouse the run left (a fresh connection: the
     // writer's is gone with it); the destination lock is still ours.
-    let mut quality_report = destination::open(&plan.destination_kind, &plan.destination_path)
+    let mut quality_report = destination::open(&plan.destination)
         .and_then(|dest| assemble::run_report(&reports, &*dest, &manifest_sources(loaded)))
         .unwrap_or_else(|e| {
             tracing::warn!("no referential checks: {e}");
@@ -599,29 +617,39 @@ fn define_client_360(loaded: &Loaded, plan: &Plan) {
     let Some(sources) = client_360_sources(&loaded.manifest) else {
         return;
     };
-    let defined = destination::open(&plan.destination_kind, &plan.destination_path)
-        .and_then(|mut d| d.define_client_360(&sources));
+    let defined =
+        destination::open(&plan.destination).and_then(|mut d| d.define_client_360(&sources));
     match defined {
         Ok(true) => println!(
             "warehouse: {} (client_360 view: `tributary clients`)",
-            plan.destination_path.display()
+            plan.destination.describe()
         ),
-        Ok(false) => println!("warehouse: {}", plan.destination_path.display()),
+        Ok(false) => println!("warehouse: {}", plan.destination.describe()),
         Err(e) => tracing::warn!("cannot define the client_360 view: {e}"),
     }
 }
 
-fn cmd_clients(loaded: &Loaded, wanted: &[String], json: bool) -> Result<ExitCode> {
-    let kind = &loaded.manifest.destination.kind;
-    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
-    if !path.exists() {
-        return Err(usage(format!(
-            "no warehouse yet ({} does not exist); run `tributary run` first",
-            path.display()
-        )));
+/// The manifest's destination, which must exist already (a file or directory is not
+/// created just to be read).
+fn existing_destination(loaded: &Loaded) -> Result<DestinationPlan> {
+    let target = plan::resolve_destination(&loaded.manifest, &loaded.dir)
+        .map_err(|errors| usage(manifest::list_problems(&errors)))?;
+    match &target {
+        DestinationPlan::Sqlite { path } | DestinationPlan::Jsonl { path } if !path.exists() => {
+            Err(usage(format!(
+                "no warehouse yet ({} does not exist): run `tributary run` first",
+                path.display()
+            )))
+        }
+        _ => Ok(target),
     }
-    let mut dest = destination::open(kind, &path)
-        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+}
+
+fn cmd_clients(loaded: &Loaded, wanted: &[String], json: bool) -> Result<ExitCode> {
+    let target = existing_destination(loaded)?;
+    let kind = &loaded.manifest.destination.kind;
+    let mut dest = destination::open(&target)
+        .with_context(|| format!("cannot open the destination {}", target.describe()))?;
     let mut rows = dest.read_view(views::CLIENT_360)?;
     if rows.is_none() {
         if let Some(sources) = client_360_sources(&loaded.manifest) {
@@ -728,23 +756,16 @@ fn breach_code(report: &QualityReport) -> ExitCode {
 }
 
 fn cmd_quality(loaded: &Loaded, args: &QualityArgs) -> Result<ExitCode> {
-    let kind = &loaded.manifest.destination.kind;
-    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
-    if !path.exists() {
-        return Err(usage(format!(
-            "no warehouse yet ({} does not exist): run `tributary run` first",
-            path.display()
-        )));
-    }
+    let target = existing_destination(loaded)?;
     if let Some(source) = &args.source {
         if !loaded.manifest.sources.contains_key(source) {
             return Err(usage(format!("no source `{source}` in the manifest")));
         }
     }
     // Opening a JSONL warehouse rolls back uncommitted bytes: never under a running sync.
-    let _lock = lock_destination(kind, &path, false)?;
-    let dest = destination::open(kind, &path)
-        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    let _lock = lock_destination(&target, false)?;
+    let dest = destination::open(&target)
+        .with_context(|| format!("cannot open the destination {}", target.describe()))?;
     let mut report =
         assemble::warehouse_report(&*dest, &manifest_sources(loaded), args.source.as_deref())?;
     report.breaches = quality::breaches(&loaded.manifest.quality, &report);
@@ -775,18 +796,21 @@ fn split_target(target: Option<&String>) -> (Option<&str>, Option<&str>) {
 }
 
 fn cmd_state(loaded: &Loaded, command: &StateCommand) -> Result<ExitCode> {
-    let kind = &loaded.manifest.destination.kind;
-    let path = manifest::resolve_path(&loaded.dir, &loaded.manifest.destination.path);
-    if !path.exists() {
-        println!("no state yet ({} does not exist)", path.display());
-        return Ok(ExitCode::SUCCESS);
+    let plan = plan::resolve_destination(&loaded.manifest, &loaded.dir)
+        .map_err(|errors| usage(manifest::list_problems(&errors)))?;
+    match &plan {
+        DestinationPlan::Sqlite { path } | DestinationPlan::Jsonl { path } if !path.exists() => {
+            println!("no state yet ({} does not exist)", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let _lock = match command {
-        StateCommand::Reset { .. } => Some(lock_destination(kind, &path, false)?),
+        StateCommand::Reset { .. } => Some(lock_destination(&plan, false)?),
         StateCommand::Show { .. } => None,
     };
-    let mut dest = destination::open(kind, &path)
-        .with_context(|| format!("cannot open the destination {}", path.display()))?;
+    let mut dest = destination::open(&plan)
+        .with_context(|| format!("cannot open the destination {}", plan.describe()))?;
     let saved = dest.load_state()?;
     let target = match command {
         StateCommand::Show { target } | StateCommand::Reset { target } => target.as_ref(),
@@ -907,7 +931,7 @@ fn main() -> ExitCode {
                 // On a terminal the progress lines say what happens; logs would
                 // bury them. Elsewhere (CI, cron, systemd) the log is the record.
                 let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                tracing_subscriber::EnvFilter::new(if terminal { "warn" } else { "info" })
+                tracing_subscriber::EnvFilter::new(if terminal { "warn" } else { "info,sqlx=warn" })
             }),
         )
         .with_writer(progress::LogWriter)

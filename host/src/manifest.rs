@@ -78,31 +78,53 @@ impl Default for HostSection {
 }
 
 /// `[destination]`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationSection {
-    /// `sqlite` or `jsonl`.
+    /// `sqlite`, `jsonl` or `postgres`.
     #[serde(default = "default_destination_kind")]
     pub kind: String,
-    /// SQLite file, or the JSONL directory; relative to the manifest.
-    #[serde(default = "default_destination_path")]
-    pub path: String,
+    /// SQLite file, or the JSONL directory; relative to the manifest (default for
+    /// `sqlite`: `data/warehouse.db`). Not for `postgres`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// PostgreSQL URL (`postgres` only), normally `"${WAREHOUSE_URL}"`: a secret, never
+    /// printed.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL schema of the tables (`postgres` only; default `public`, created if
+    /// missing).
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 fn default_destination_kind() -> String {
     "sqlite".to_string()
 }
 
-fn default_destination_path() -> String {
-    "data/warehouse.db".to_string()
-}
+/// Where `kind = "sqlite"` writes when the manifest names no path.
+pub const DEFAULT_DESTINATION_PATH: &str = "data/warehouse.db";
 
 impl Default for DestinationSection {
     fn default() -> Self {
         DestinationSection {
             kind: default_destination_kind(),
-            path: default_destination_path(),
+            path: None,
+            url: None,
+            schema: None,
         }
+    }
+}
+
+// By hand: the URL may carry a password.
+impl std::fmt::Debug for DestinationSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationSection")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -477,7 +499,9 @@ fn interpolate_opt(s: &mut Option<String>) {
 fn interpolate_manifest(m: &mut Manifest) {
     m.host.plugin_dir = interpolate(&m.host.plugin_dir);
     m.host.credentials = interpolate(&m.host.credentials);
-    m.destination.path = interpolate(&m.destination.path);
+    interpolate_opt(&mut m.destination.path);
+    interpolate_opt(&mut m.destination.url);
+    interpolate_opt(&mut m.destination.schema);
     if let Some(sb) = &mut m.sandbox {
         interpolate_opt(&mut sb.program);
     }

@@ -65,16 +65,170 @@ pub struct SandboxPlan {
 pub struct Plan {
     /// Selected sources, in manifest order.
     pub sources: Vec<SourcePlan>,
-    /// Destination kind.
-    pub destination_kind: String,
-    /// Destination path (resolved).
-    pub destination_path: PathBuf,
+    /// Where records land.
+    pub destination: DestinationPlan,
     /// Credentials store.
     pub credentials_path: PathBuf,
     /// Sources synced at once.
     pub parallelism: usize,
     /// The sandbox, when a selected source uses it.
     pub sandbox: Option<SandboxPlan>,
+}
+
+/// `[destination]`, resolved.
+#[derive(Clone)]
+pub enum DestinationPlan {
+    /// The SQLite warehouse file.
+    Sqlite {
+        /// The file (resolved).
+        path: PathBuf,
+    },
+    /// A directory of JSONL files.
+    Jsonl {
+        /// The directory (resolved).
+        path: PathBuf,
+    },
+    /// A schema in a PostgreSQL database.
+    Postgres {
+        /// Connection URL: a secret (it may hold a password), never printed.
+        url: String,
+        /// The schema holding the tables.
+        schema: String,
+    },
+}
+
+impl DestinationPlan {
+    /// `sqlite`, `jsonl` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestinationPlan::Sqlite { .. } => "sqlite",
+            DestinationPlan::Jsonl { .. } => "jsonl",
+            DestinationPlan::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// For messages: the path, or server, database and schema without the credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            DestinationPlan::Sqlite { path } | DestinationPlan::Jsonl { path } => {
+                path.display().to_string()
+            }
+            DestinationPlan::Postgres { url, schema } => {
+                crate::destination::postgres_address(url, schema)
+            }
+        }
+    }
+}
+
+// By hand: the URL may carry a password.
+impl std::fmt::Debug for DestinationPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.describe())
+    }
+}
+
+/// Why `schema` cannot name the PostgreSQL schema, if it cannot. Plain lower-case
+/// identifiers only, so the name is the same quoted or not and never needs escaping.
+pub fn schema_name_problem(schema: &str) -> Option<&'static str> {
+    let ok = schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !schema.starts_with("pg_");
+    (!ok).then_some(
+        "a schema name is lower-case letters, digits and `_`, starts with a letter or `_`, is at most 63 bytes and does not start with `pg_`",
+    )
+}
+
+/// Resolves `[destination]` alone (for commands that need no source).
+pub fn resolve_destination(
+    manifest: &Manifest,
+    manifest_dir: &Path,
+) -> Result<DestinationPlan, Vec<String>> {
+    let mut errors = Vec::new();
+    match destination_plan(manifest, manifest_dir, &mut errors) {
+        Some(plan) if errors.is_empty() => Ok(plan),
+        _ => Err(errors),
+    }
+}
+
+/// Resolves `[destination]`; each problem names its key.
+fn destination_plan(
+    manifest: &Manifest,
+    manifest_dir: &Path,
+    errors: &mut Vec<String>,
+) -> Option<DestinationPlan> {
+    let at = |path: &[&str]| manifest.positions.describe(path);
+    let section = &manifest.destination;
+    let kind = section.kind.as_str();
+    let mut misplaced = |key: &str, set: bool, for_kinds: &str| {
+        if set {
+            errors.push(format!(
+                "{}: `{key}` is for {for_kinds} destinations, not `{kind}`",
+                at(&["destination", key])
+            ));
+        }
+    };
+    match kind {
+        "sqlite" | "jsonl" => {
+            misplaced("url", section.url.is_some(), "`postgres`");
+            misplaced("schema", section.schema.is_some(), "`postgres`");
+            let path = match (&section.path, kind) {
+                (Some(p), _) => p.as_str(),
+                (None, "sqlite") => manifest::DEFAULT_DESTINATION_PATH,
+                (None, _) => {
+                    errors.push(format!(
+                        "{}: a `jsonl` destination needs `path` (the directory of its files)",
+                        at(&["destination"])
+                    ));
+                    return None;
+                }
+            };
+            let path = manifest::resolve_path(manifest_dir, path);
+            Some(if kind == "sqlite" {
+                DestinationPlan::Sqlite { path }
+            } else {
+                DestinationPlan::Jsonl { path }
+            })
+        }
+        "postgres" => {
+            misplaced("path", section.path.is_some(), "`sqlite` and `jsonl`");
+            let schema = section.schema.clone().unwrap_or_else(|| "public".into());
+            if let Some(problem) = schema_name_problem(&schema) {
+                errors.push(format!("{}: {problem}", at(&["destination", "schema"])));
+            }
+            // Never the value in a message: it may hold a password.
+            match section.url.as_deref().map(str::trim) {
+                None => errors.push(format!(
+                    "{}: a `postgres` destination needs `url`, e.g. url = \"${{WAREHOUSE_URL}}\"",
+                    at(&["destination"])
+                )),
+                Some("") => errors.push(format!(
+                    "{}: the URL is empty (is its environment variable set to nothing?)",
+                    at(&["destination", "url"])
+                )),
+                Some(url) => {
+                    if let Err(e) = crate::destination::postgres_url_problem(url) {
+                        errors.push(format!("{}: {e}", at(&["destination", "url"])));
+                    } else if schema_name_problem(&schema).is_none() {
+                        return Some(DestinationPlan::Postgres {
+                            url: url.to_string(),
+                            schema,
+                        });
+                    }
+                }
+            }
+            None
+        }
+        other => {
+            errors.push(format!(
+                "{}: unknown destination `{other}` (expected `sqlite`, `jsonl` or `postgres`)",
+                at(&["destination", "kind"])
+            ));
+            None
+        }
+    }
 }
 
 /// Where `tributary-sandbox` is: the manifest's `program`, else beside this executable,
@@ -174,13 +328,7 @@ pub fn build(
     let credentials_path = manifest::resolve_path(manifest_dir, &manifest.host.credentials);
     let credentials = Credentials::new(credentials_path.clone());
 
-    if !matches!(manifest.destination.kind.as_str(), "sqlite" | "jsonl") {
-        errors.push(format!(
-            "{}: unknown destination `{}` (expected `sqlite` or `jsonl`)",
-            at(&["destination", "kind"]),
-            manifest.destination.kind
-        ));
-    }
+    let destination = destination_plan(manifest, manifest_dir, &mut errors);
     if manifest.host.parallelism == Some(0) {
         errors.push(format!(
             "{}: must be at least 1",
@@ -455,14 +603,13 @@ pub fn build(
         _ => None,
     };
 
-    if !errors.is_empty() {
+    let Some(destination) = destination.filter(|_| errors.is_empty()) else {
         return Err(errors);
-    }
+    };
     let parallelism = manifest.host.parallelism.unwrap_or(sources.len()).max(1);
     Ok(Plan {
         sources,
-        destination_kind: manifest.destination.kind.clone(),
-        destination_path: manifest::resolve_path(manifest_dir, &manifest.destination.path),
+        destination,
         credentials_path,
         parallelism,
         sandbox,

@@ -1,17 +1,22 @@
 //! Where records land: the built-in destinations and the contract they share.
 
 mod jsonl;
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
 use crate::views::Client360Sources;
 
 pub use jsonl::{read_state_file, scan_last_lines, JsonlDestination};
+pub use postgres::{
+    postgres_address, postgres_url_problem, AdvisoryLock, AdvisoryLockError, PostgresDestination,
+};
 pub use sqlite::SqliteDestination;
+
+use crate::plan::DestinationPlan;
 
 /// A destination error; the message names the table or file involved.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,15 @@ pub enum DestinationError {
     /// Unknown `kind`.
     #[error("unknown destination kind `{0}` (expected `sqlite` or `jsonl`)")]
     UnknownKind(String),
+    /// PostgreSQL failed. The message is the server's primary message only, never a
+    /// record's contents or the connection URL.
+    #[error("postgres: {context}: {message}")]
+    Postgres {
+        /// What was being done, with the table.
+        context: String,
+        /// What the server or the driver said.
+        message: String,
+    },
 }
 
 impl From<rusqlite::Error> for DestinationError {
@@ -234,13 +248,15 @@ pub fn state_key_is_of(key: &str, stream: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(" ["))
 }
 
-/// Opens the destination of `kind` at `path`.
-pub fn open(kind: &str, path: &Path) -> Result<Box<dyn Destination>, DestinationError> {
-    match kind {
-        "sqlite" => Ok(Box::new(SqliteDestination::open(path)?)),
-        "jsonl" => Ok(Box::new(JsonlDestination::open(path)?)),
-        other => Err(DestinationError::UnknownKind(other.to_string())),
-    }
+/// Opens the planned destination.
+pub fn open(plan: &DestinationPlan) -> Result<Box<dyn Destination>, DestinationError> {
+    Ok(match plan {
+        DestinationPlan::Sqlite { path } => Box::new(SqliteDestination::open(path)?),
+        DestinationPlan::Jsonl { path } => Box::new(JsonlDestination::open(path)?),
+        DestinationPlan::Postgres { url, schema } => {
+            Box::new(PostgresDestination::open(url, schema)?)
+        }
+    })
 }
 
 /// The source name as it appears in table names: lower case, `-` as `_`.

@@ -226,6 +226,8 @@ impl Destination for SqliteDestination {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.in_txn = false;
         }
+        // Tables created in the rolled-back transaction are gone too.
+        self.tables.clear();
         // Seen-key tables created in the rolled-back transaction are gone; a snapshot
         // cannot survive a rollback anyway (its records were dropped).
         for (_, seen) in self.snapshots.drain() {

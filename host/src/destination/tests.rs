@@ -447,3 +447,286 @@ fn both_destinations_read_back_the_newest_committed_version_of_each_row() {
         assert_eq!(d.newest_cursor("src", "s").unwrap().as_deref(), Some("c3"));
     }
 }
+// PostgreSQL: the same contract against the real service (TRIBUTARY_TEST_POSTGRES_URL),
+// each test in a fresh schema of its own, dropped at the end.
+
+#[path = "../../../tests/tests/common/services.rs"]
+mod services;
+
+/// A fresh schema on the test server, with a connection for reading it back; dropped
+/// (with everything in it) at the end.
+struct PgSchema {
+    url: String,
+    name: String,
+    rt: tokio::runtime::Runtime,
+    conn: sqlx::PgConnection,
+}
+
+impl PgSchema {
+    fn new() -> Option<PgSchema> {
+        use sqlx::Connection;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let url = services::service_url("TRIBUTARY_TEST_POSTGRES_URL")?;
+        let name = format!(
+            "t_unit_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            chrono::Utc::now().timestamp_micros() % 1_000_000
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conn = rt.block_on(sqlx::PgConnection::connect(&url)).unwrap();
+        Some(PgSchema {
+            url,
+            name,
+            rt,
+            conn,
+        })
+    }
+
+    fn open(&self) -> PostgresDestination {
+        PostgresDestination::open(&self.url, &self.name).unwrap()
+    }
+
+    fn query<T>(&mut self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let sql = sql.replace("$schema", &self.name);
+        self.rt
+            .block_on(sqlx::query_as(&sql).fetch_all(&mut self.conn))
+            .unwrap()
+    }
+
+    /// (pk, deleted, v) of every row, ordered by pk, like [`sqlite_rows`].
+    fn rows(&mut self, table: &str) -> Vec<(String, bool, String)> {
+        self.query(&format!(
+            "SELECT _pk, _deleted, data->>'v' FROM $schema.\"{table}\" ORDER BY _pk::int"
+        ))
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        let _ = self
+            .rt
+            .block_on(sqlx::Executor::execute(&mut self.conn, sql.as_str()));
+    }
+}
+
+#[test]
+fn postgres_upserts_and_commits_state_with_records() {
+    let Some(mut pg) = PgSchema::new() else {
+        return;
+    };
+    let mut d = pg.open();
+    d.write("src", "s", &batch(&[1, 2, 3], "a"), "t0").unwrap();
+    d.stage_state("src", "s", "{\"n\":3}").unwrap();
+    d.commit().unwrap();
+    d.write("src", "s", &batch(&[3, 4], "b"), "t1").unwrap();
+    d.stage_state("src", "s", "{\"n\":4}").unwrap();
+    // Not committed: a crash here must lose both the records and the state.
+    d.rollback();
+    assert_eq!(
+        d.load_state().unwrap()["src"]["s"],
+        serde_json::json!({"n": 3})
+    );
+    assert_eq!(pg.rows("src__s").len(), 3, "the rolled-back rows are gone");
+    // One batch holding a key twice: the last version wins, as in SQLite.
+    let twice = RecordBatch::from_records(vec![
+        Record::from_json("3", "{\"v\":\"x\"}".into()),
+        Record::from_json("4", "{\"v\":\"b\"}".into()),
+        Record::from_json("3", "{\"v\":\"b\"}".into()).with_cursor("c3"),
+    ]);
+    d.write("src", "s", &twice, "t1").unwrap();
+    d.commit().unwrap();
+    drop(d);
+    let rows: Vec<(String, String, bool, String, Option<String>)> = pg.query(
+        "SELECT _pk, _source || '.' || _stream, _deleted, _extracted_at, _cursor
+         FROM $schema.src__s ORDER BY _pk",
+    );
+    assert_eq!(rows.len(), 4, "upsert keeps one row per primary key");
+    assert_eq!(rows[0].1, "src.s");
+    assert_eq!(rows[2].3, "t1");
+    assert_eq!(rows[2].4.as_deref(), Some("c3"));
+    assert_eq!(pg.rows("src__s")[2].2, "b", "the newest version wins");
+    let state: Vec<(String,)> =
+        pg.query("SELECT state FROM $schema._tributary_state WHERE source = 'src'");
+    assert_eq!(state, [("{\"n\":3}".to_string(),)]);
+}
+
+#[test]
+fn postgres_reset_state_by_source_and_stream() {
+    let Some(pg) = PgSchema::new() else {
+        return;
+    };
+    let mut d = pg.open();
+    for (src, stream) in [("a", "x"), ("a", "y"), ("a", "x [clients=1]"), ("b", "x")] {
+        d.stage_state(src, stream, "1").unwrap();
+    }
+    d.commit().unwrap();
+    assert_eq!(d.reset_state(Some("a"), Some("x")).unwrap(), 2);
+    assert_eq!(d.reset_state(Some("a"), None).unwrap(), 1);
+    let state = d.load_state().unwrap();
+    assert!(!state.contains_key("a"));
+    assert!(state["b"].contains_key("x"));
+    assert_eq!(d.reset_state(None, None).unwrap(), 1);
+    assert!(d.load_state().unwrap().is_empty());
+}
+
+#[test]
+fn postgres_snapshot_marks_exactly_the_unseen_rows_like_sqlite() {
+    let Some(mut pg) = PgSchema::new() else {
+        return;
+    };
+    let mut d = pg.open();
+    assert_eq!(snapshot_scenario(&mut d), vec![2, 0]);
+    drop(d);
+    assert_eq!(pg.rows("src__s"), expected_after_scenario());
+    let marked: Vec<(String, String, Option<String>)> = pg.query(
+        "SELECT _pk, _extracted_at, _cursor FROM $schema.src__s WHERE _deleted ORDER BY _pk",
+    );
+    assert_eq!(marked, [("3".into(), "t2".into(), Some("c3".into()))]);
+}
+
+#[test]
+fn postgres_snapshot_rolled_back_marks_nothing() {
+    let Some(mut pg) = PgSchema::new() else {
+        return;
+    };
+    let mut d = pg.open();
+    d.write("src", "s", &batch(&[1, 2], "a"), "t0").unwrap();
+    d.commit().unwrap();
+    d.begin_snapshot("src", "s").unwrap();
+    assert_eq!(d.finish_snapshot("src", "s", "t1").unwrap(), 2);
+    // The process dies before the commit.
+    d.rollback();
+    // A snapshot of a stream with no table yet marks nothing.
+    d.begin_snapshot("src", "never").unwrap();
+    assert_eq!(d.finish_snapshot("src", "never", "t1").unwrap(), 0);
+    d.commit().unwrap();
+    drop(d);
+    assert!(pg.rows("src__s").iter().all(|(_, deleted, _)| !deleted));
+}
+
+#[test]
+fn postgres_keeps_what_jsonb_refuses_byte_for_byte_in_raw() {
+    let Some(mut pg) = PgSchema::new() else {
+        return;
+    };
+    let awkward = [
+        (
+            "1",
+            "{\"v\":\"tab\\there, newline\\nand \\\\ backslash\",\"u\":\"é ✓\"}",
+        ),
+        ("2", "{\"v\":\"nul \\u0000 inside\"}"),
+        ("3", "{\"v\":\"lone \\ud800 surrogate\"}"),
+        ("4", "not json at all\twith a tab\nand a newline \\N"),
+        ("5", "{\"v\":\"a pair \\ud83d\\ude00 is fine\"}"),
+    ];
+    let mut d = pg.open();
+    let records = awkward
+        .iter()
+        .map(|(pk, data)| {
+            Record::from_json(format!("k\t{pk}\\N\n"), data.to_string()).with_cursor("c\\\t")
+        })
+        .collect();
+    d.write_flagged(
+        "src",
+        "s",
+        &RecordBatch::from_records(records),
+        &[(1, "[\"too \\\"long\\\"\"]".into())],
+        "t0",
+    )
+    .unwrap();
+    d.commit().unwrap();
+    drop(d);
+    /// _pk, _cursor, data, _raw, _violations.
+    type Stored = (String, String, String, Option<Vec<u8>>, Option<String>);
+    let rows: Vec<Stored> = pg.query(
+        "SELECT _pk, _cursor, data::text, _raw, _violations::text FROM $schema.src__s ORDER BY _pk",
+    );
+    assert_eq!(rows.len(), 5);
+    for ((pk, cursor, data, raw, violations), (id, original)) in rows.iter().zip(awkward) {
+        assert_eq!(pk, &format!("k\t{id}\\N\n"), "keys survive COPY escaping");
+        assert_eq!(cursor, "c\\\t");
+        let accepted = matches!(id, "1" | "5");
+        assert_eq!(jsonb_accepts_for_tests(original), accepted, "{id}");
+        if accepted {
+            assert_eq!(raw, &None);
+            let stored: serde_json::Value = serde_json::from_str(data).unwrap();
+            let sent: serde_json::Value = serde_json::from_str(original).unwrap();
+            assert_eq!(stored, sent);
+        } else {
+            assert_eq!(data, "null", "{id}");
+            assert_eq!(raw.as_deref(), Some(original.as_bytes()), "{id}: lossless");
+        }
+        let flagged = (id == "2").then(|| "[\"too \\\"long\\\"\"]".to_string());
+        assert_eq!(violations, &flagged);
+    }
+}
+
+fn jsonb_accepts_for_tests(text: &str) -> bool {
+    super::postgres::jsonb_accepts(text)
+}
+
+#[test]
+fn postgres_a_failed_batch_names_the_table_not_the_records() {
+    let Some(pg) = PgSchema::new() else {
+        return;
+    };
+    let mut d = pg.open();
+    // PostgreSQL text cannot hold NUL, in a key no more than anywhere else.
+    let b = RecordBatch::from_records(vec![Record::from_json(
+        "secret\0key",
+        "{\"v\":\"secret value\"}".into(),
+    )]);
+    let err = d.write("src", "s", &b, "t0").unwrap_err().to_string();
+    d.rollback();
+    assert!(err.contains("src__s"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    // The destination is usable again after the rollback.
+    d.write("src", "s", &batch(&[1], "a"), "t1").unwrap();
+    d.commit().unwrap();
+}
+
+#[test]
+fn postgres_advisory_lock_admits_one_holder() {
+    let Some(pg) = PgSchema::new() else {
+        return;
+    };
+    let held = AdvisoryLock::acquire(&pg.url, &pg.name, false).unwrap();
+    let err = AdvisoryLock::acquire(&pg.url, &pg.name, false)
+        .err()
+        .expect("a second holder is refused")
+        .to_string();
+    assert!(
+        err.contains("is in use by another tributary process"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "names the holder: {err}"
+    );
+    assert!(!err.contains(&pg.url), "never the URL: {err}");
+    drop(held);
+    AdvisoryLock::acquire(&pg.url, &pg.name, false).expect("free again after drop");
+}
+
+#[test]
+fn jsonb_acceptance_follows_postgres() {
+    use super::postgres::jsonb_accepts;
+    assert!(jsonb_accepts(
+        "{\"a\":[1,2.5e3,null,true],\"b\":\"\\\\u0000\"}"
+    ));
+    assert!(jsonb_accepts("\"\\u00e9\\ud83d\\ude00\""));
+    assert!(!jsonb_accepts("{\"a\":\"\\u0000\"}"));
+    assert!(!jsonb_accepts("\"\\udc00\""));
+    assert!(!jsonb_accepts("\"\\ud800x\""));
+    assert!(!jsonb_accepts("{\"a\":"));
+    assert!(!jsonb_accepts(""));
+}

@@ -89,3 +89,44 @@ fn missing_env_var_outside_sources_fails_at_once() {
     assert!(msg.contains("TRIBUTARY_SURELY_UNSET_VAR"), "{msg}");
     assert!(msg.contains("line 2"), "{msg}");
 }
+
+#[test]
+fn destination_keys_fit_their_kind_and_the_url_is_never_repeated() {
+    use crate::plan::{resolve_destination, DestinationPlan};
+    let resolve = |text: &str| resolve_destination(&parse_str(text).unwrap(), Path::new("/m"));
+    // `path` defaults for SQLite only.
+    assert!(matches!(
+        resolve("[destination]\n"),
+        Ok(DestinationPlan::Sqlite { path }) if path == Path::new("/m/data/warehouse.db")
+    ));
+    let url = "postgres://u:hunter2@127.0.0.1:5432/w";
+    match resolve(&format!(
+        "[destination]\nkind = \"postgres\"\nurl = \"{url}\"\n"
+    )) {
+        Ok(plan @ DestinationPlan::Postgres { .. }) => {
+            assert_eq!(plan.describe(), "postgres://127.0.0.1:5432/w schema public");
+            assert!(!format!("{plan:?}").contains("hunter2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let problems = |text: &str| resolve(text).unwrap_err().join("\n");
+    let msg = problems("[destination]\nkind = \"postgres\"\npath = \"x\"\n");
+    assert!(msg.contains("needs `url`"), "{msg}");
+    assert!(msg.contains("`path` is for"), "{msg}");
+    let msg = problems(&format!(
+        "[destination]\nkind = \"postgres\"\nurl = \"{url}\"\nschema = \"Bad-Name\"\n"
+    ));
+    assert!(msg.contains("schema"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    let msg = problems("[destination]\nkind = \"postgres\"\nurl = \"mysql://u:hunter2@h/d\"\n");
+    assert!(msg.contains("postgres://"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    let msg = problems(&format!(
+        "[destination]\nkind = \"sqlite\"\nurl = \"{url}\"\n"
+    ));
+    assert!(msg.contains("`url` is for `postgres`"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(problems("[destination]\nkind = \"jsonl\"\n").contains("needs `path`"));
+    assert!(problems("[destination]\nkind = \"mysql\"\n")
+        .contains("expected `sqlite`, `jsonl` or `postgres`"));
+}

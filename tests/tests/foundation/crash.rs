@@ -12,7 +12,7 @@ use crate::common::{count, Scratch};
 
 /// A scratch directory with ~200k service_history rows (big enough that the kill lands
 /// mid-stream); `destination` replaces the default SQLite destination block.
-fn setup(destination: Option<fn(&Scratch) -> String>) -> (Scratch, rusqlite::Connection) {
+pub fn setup(destination: Option<&dyn Fn(&Scratch) -> String>) -> (Scratch, rusqlite::Connection) {
     let s = Scratch::new();
     let header = s.header();
     let header = match (destination, header.find("[destination]")) {
@@ -44,7 +44,7 @@ fn source_rows(src: &rusqlite::Connection) -> Vec<(String, String)> {
 }
 
 /// Ids of the source rows at or before a `(updated_at, id)` checkpoint.
-fn covered_by(src: &rusqlite::Connection, state: &serde_json::Value) -> Vec<String> {
+pub fn covered_by(src: &rusqlite::Connection, state: &serde_json::Value) -> Vec<String> {
     let updated_at = state["updated_at"]
         .as_str()
         .expect("cursor timestamp in state");
@@ -62,7 +62,7 @@ fn covered_by(src: &rusqlite::Connection, state: &serde_json::Value) -> Vec<Stri
 
 /// Runs the host until `committed()` returns a state, then kills it with SIGKILL and
 /// returns that state (the kill landed after at least one commit).
-fn kill_after_first_commit(
+pub fn kill_after_first_commit(
     s: &Scratch,
     committed: impl Fn() -> Option<serde_json::Value>,
 ) -> serde_json::Value {
@@ -189,7 +189,7 @@ fn kill_9_mid_sync_then_resume_exactly_once() {
 
 #[test]
 fn kill_9_mid_sync_to_jsonl_then_resume_exactly_once() {
-    let (s, src) = setup(Some(|s| {
+    let (s, src) = setup(Some(&|s: &Scratch| {
         format!(
             "[destination]\nkind = \"jsonl\"\npath = \"{}\"\n\n",
             s.path("out").display()

@@ -20,6 +20,8 @@ mod manifest_errors;
 mod narrowed;
 /// Panicking, incompatible and foreign libraries.
 mod plugins;
+/// The PostgreSQL destination: parity with SQLite, `kill -9` and resume.
+mod postgres;
 /// The shipped manifest's three sources of one MSP, `--client` and `client_360`.
 mod product;
 /// Data quality: planted gaps, violations, duplicates and orphans; limits exit 3.
