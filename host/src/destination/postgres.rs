@@ -923,5 +923,4 @@ impl Destination for PostgresDestination {
             }
         }
     }
-
 }

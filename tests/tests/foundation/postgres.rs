@@ -59,7 +59,8 @@ impl Schema {
     fn tables(&self) -> Tables {
         let names: Vec<(String,)> = self.query(&format!(
             "SELECT table_name::text FROM information_schema.tables
-             WHERE table_schema = '{}' AND table_name NOT LIKE '\\_tributary%' ORDER BY 1",
+             WHERE table_schema = '{}' AND table_type = 'BASE TABLE'
+               AND table_name NOT LIKE '\\_tributary%' ORDER BY 1",
             self.name
         ));
         names
@@ -194,6 +195,29 @@ fn postgres_sync_parity_with_sqlite_including_deletions() {
             .count()
     };
     assert_eq!(deleted(&got), 5, "2 hard and 3 soft deletes marked");
+
+    // The client_360 view says the same in both, and quality reads PostgreSQL back.
+    let view = |manifest: &str| -> serde_json::Value {
+        s.manifest(manifest);
+        let out = s.run(&["clients", "--json"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        serde_json::from_str(&out.stdout).expect("clients --json")
+    };
+    let from_sqlite = view(&sqlite);
+    assert_eq!(
+        from_sqlite.as_array().map(Vec::len),
+        Some(20),
+        "{from_sqlite}"
+    );
+    assert_eq!(view(&postgres), from_sqlite);
+    let quality = s.run(&["quality", "--json"]);
+    assert_eq!(quality.code, 0, "{}", quality.all());
+    let report: serde_json::Value = serde_json::from_str(&quality.stdout).expect("quality --json");
+    assert!(
+        report.to_string().contains("client_profiles"),
+        "quality measured the PostgreSQL tables: {report}"
+    );
+    s.manifest(&postgres);
 
     // `state show` and `state reset` on the same destination.
     let show = s.run(&["state", "show", "ops"]);
