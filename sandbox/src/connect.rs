@@ -17,7 +17,7 @@ use std::io::Read;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{json, Value};
-use tributary_internal_db::sample::{roster, RosterClient};
+use tributary_sample_msp::{roster, RosterClient};
 
 use crate::{quickbooks, superops};
 
