@@ -486,11 +486,7 @@ impl Destination for JsonlDestination {
         stream: &str,
         state: &str,
     ) -> Result<(), DestinationError> {
-        let value = serde_json::from_str(state).map_err(|e| DestinationError::BadState {
-            source_name: source.to_string(),
-            stream: stream.to_string(),
-            message: e.to_string(),
-        })?;
+        let value = super::parse_state(source, stream, state)?;
         self.staged
             .state
             .entry(source.to_string())

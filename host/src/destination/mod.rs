@@ -231,6 +231,30 @@ pub struct Row<'a> {
     pub data: &'a str,
 }
 
+/// A stored state's text as JSON; the error names the stream, never the text.
+fn parse_state(
+    source: &str,
+    stream: &str,
+    text: &str,
+) -> Result<serde_json::Value, DestinationError> {
+    serde_json::from_str(text).map_err(|e| DestinationError::BadState {
+        source_name: source.to_string(),
+        stream: stream.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// `(table prefix, stream)` of the table names that are stream tables: the first `__`
+/// separates source and stream (see [`table_name`]).
+fn stream_tables(names: &[String]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|n| n.split_once("__"))
+        .filter(|(prefix, stream)| !prefix.is_empty() && !stream.is_empty())
+        .map(|(prefix, stream)| (prefix.to_string(), stream.to_string()))
+        .collect()
+}
+
 /// The state key of `stream` in a narrowed scope (see `runner::scope_of`): the plain
 /// stream name for the main scope, `stream [scope]` otherwise.
 pub fn state_key(stream: &str, scope: Option<&str>) -> String {

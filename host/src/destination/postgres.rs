@@ -610,11 +610,7 @@ impl Destination for PostgresDestination {
                 row.try_get(1).map_err(pg("reading state"))?,
                 row.try_get(2).map_err(pg("reading state"))?,
             );
-            let value = serde_json::from_str(&state).map_err(|e| DestinationError::BadState {
-                source_name: source.clone(),
-                stream: stream.clone(),
-                message: e.to_string(),
-            })?;
+            let value = super::parse_state(&source, &stream, &state)?;
             out.entry(source).or_default().insert(stream, value);
         }
         Ok(out)
@@ -853,13 +849,7 @@ impl Destination for PostgresDestination {
                 .fetch_all(&mut *conn),
             )
             .map_err(pg("listing tables"))?;
-        // The first `__` separates source and stream (see `table_name`).
-        Ok(names
-            .iter()
-            .filter_map(|n| n.split_once("__"))
-            .filter(|(prefix, stream)| !prefix.is_empty() && !stream.is_empty())
-            .map(|(prefix, stream)| (prefix.to_string(), stream.to_string()))
-            .collect())
+        Ok(super::stream_tables(&names))
     }
 
     fn for_each_row(

@@ -251,11 +251,7 @@ impl Destination for SqliteDestination {
         })?;
         for row in rows {
             let (source, stream, state) = row?;
-            let value = serde_json::from_str(&state).map_err(|e| DestinationError::BadState {
-                source_name: source.clone(),
-                stream: stream.clone(),
-                message: e.to_string(),
-            })?;
+            let value = super::parse_state(&source, &stream, &state)?;
             out.entry(source).or_default().insert(stream, value);
         }
         Ok(out)
@@ -411,13 +407,7 @@ impl Destination for SqliteDestination {
         let names = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        // The first `__` separates source and stream (see `table_name`).
-        Ok(names
-            .iter()
-            .filter_map(|n| n.split_once("__"))
-            .filter(|(prefix, stream)| !prefix.is_empty() && !stream.is_empty())
-            .map(|(prefix, stream)| (prefix.to_string(), stream.to_string()))
-            .collect())
+        Ok(super::stream_tables(&names))
     }
 
     fn for_each_row(
