@@ -526,12 +526,26 @@ fn cmd_run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         return Err(usage(problems.join("\n")));
     }
 
-    let dest = destination::open(&plan.destination).with_context(|| {
+    let mut dest = destination::open(&plan.destination).with_context(|| {
         format!(
             "cannot open the destination {}",
             plan.destination.describe()
         )
     })?;
+    // The streams' schemas go with the warehouse, so `tributary quality` can measure
+    // completeness against every declared field, filled or not.
+    for p in &prepared {
+        if let Some(catalog) = catalogs.get(&p.plan.name) {
+            let schemas: Vec<(&str, &serde_json::Value)> = catalog
+                .streams
+                .iter()
+                .filter(|d| p.catalog.streams.iter().any(|s| s.name == d.name))
+                .map(|d| (d.name.as_str(), &d.json_schema))
+                .collect();
+            dest.save_schemas(&p.plan.name, &schemas)
+                .with_context(|| format!("cannot keep the stream schemas of {}", p.plan.name))?;
+        }
+    }
     let state = dest.load_state().context("cannot read saved state")?;
     let limits = &loaded.manifest.quality;
     if limits.validate {
