@@ -74,11 +74,39 @@ pub struct StreamDescriptor {
     pub sync_modes: Vec<SyncMode>,
 }
 
+impl StreamDescriptor {
+    /// A stream read whole each time (no cursor).
+    pub fn full_refresh(name: &str, json_schema: Value, primary_key: &[&str]) -> Self {
+        StreamDescriptor {
+            name: name.to_string(),
+            json_schema,
+            primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+            cursor_field: None,
+            sync_modes: vec![SyncMode::FullRefresh],
+        }
+    }
+
+    /// A stream read incrementally by `cursor` (and whole on a full refresh).
+    pub fn incremental(name: &str, json_schema: Value, primary_key: &[&str], cursor: &str) -> Self {
+        StreamDescriptor {
+            cursor_field: Some(cursor.to_string()),
+            sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
+            ..StreamDescriptor::full_refresh(name, json_schema, primary_key)
+        }
+    }
+}
+
 /// What `discover` returns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     /// Every stream the connector can read.
     pub streams: Vec<StreamDescriptor>,
+}
+
+impl From<Vec<StreamDescriptor>> for Catalog {
+    fn from(streams: Vec<StreamDescriptor>) -> Self {
+        Catalog { streams }
+    }
 }
 
 /// A stream the host asks to read.

@@ -1,10 +1,9 @@
 //! ExampleHttp: the `items` of a JSON API, page by page, incrementally by `updated_at`.
-use serde::Deserialize;
-use serde_json::{json, value::RawValue, Value};
-use tributary_sdk::{
-    parse_config, Catalog, Connector, ConnectorError, ConnectorInfo, Emitter, ReadRequest, Record,
-    StreamDescriptor, SyncMode,
-};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tributary_sdk::toolkit::http::{get_json, Api};
+use tributary_sdk::{parse_config, Catalog, Connector, ConnectorError, ConnectorInfo};
+use tributary_sdk::{Emitter, ReadRequest, Record, StreamDescriptor};
 
 #[derive(Default)]
 pub struct ExampleHttp;
@@ -15,45 +14,23 @@ pub struct ExampleHttp;
 pub struct Config {
     /// The API's base URL.
     pub base_url: String,
-    /// Bearer token (a secret: never logged).
+    /// Bearer token (secret: never logged).
     pub api_token: String,
 }
 
-/// One page of the API's answer.
+/// One page of `GET /items`: items in `updated_at` order, `updated_since` inclusive.
 #[derive(Deserialize)]
 struct Page {
-    items: Vec<Box<RawValue>>,
+    items: Vec<Value>,
     next_page: Option<u32>,
 }
 
-/// The fields every item has: its key and its cursor.
-#[derive(Deserialize)]
-struct Item {
-    id: Value,
-    updated_at: String,
-}
-
-impl ExampleHttp {
-    /// GET one page; the status decides the error class (retries: `toolkit::retry`).
-    async fn page(config: &Config, since: &str, page: u32) -> Result<Page, ConnectorError> {
-        let url = format!("{}/items", config.base_url.trim_end_matches('/'));
-        let response = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(&config.api_token)
-            .query(&[("updated_since", since), ("page", &page.to_string())])
-            .send()
-            .await
-            .map_err(|e| ConnectorError::transient(e.without_url().to_string()))?;
-        match response.status().as_u16() {
-            200 => response
-                .json()
-                .await
-                .map_err(|e| ConnectorError::data(e.without_url().to_string())),
-            401 | 403 => Err(ConnectorError::auth("the API refused the token")),
-            429 => Err(ConnectorError::rate_limited("the API is throttling")),
-            s => Err(ConnectorError::transient(format!("the API answered {s}"))),
-        }
-    }
+/// Where a read resumes: the newest `updated_at` sent, and the ids sent at that instant
+/// (asking again from it repeats them; more may share it), so nothing is lost or doubled.
+#[derive(Default, Serialize, Deserialize)]
+struct Position {
+    at: String,
+    ids: Vec<String>,
 }
 
 impl Connector for ExampleHttp {
@@ -65,53 +42,59 @@ impl Connector for ExampleHttp {
         )
     }
     fn spec(&self) -> Value {
-        json!({"type": "object", "required": ["base_url", "api_token"], "additionalProperties": false,
-               "properties": {"base_url": {"type": "string", "format": "uri"},
+        json!({"type": "object", "required": ["base_url", "api_token"],
+               "properties": {"base_url": {"type": "string"},
                               "api_token": {"type": "string", "secret": true}}})
     }
     async fn check(&self, config: Value, _out: Emitter) -> Result<(), ConnectorError> {
-        Self::page(&parse_config(config)?, "", 1).await.map(|_| ())
+        let config: Config = parse_config(config)?;
+        let api = Api::bearer("example-http", &config.base_url, &config.api_token)?;
+        get_json::<Page>(&api, "items", &[("page", "1")])
+            .await
+            .map(|_| ())
     }
     async fn discover(&self, _config: Value, _out: Emitter) -> Result<Catalog, ConnectorError> {
         let schema = json!({"type": "object", "required": ["id", "updated_at"],
                             "properties": {"id": {}, "updated_at": {"type": "string"}}});
+        let items = StreamDescriptor::incremental("items", schema, &["id"], "updated_at");
         Ok(Catalog {
-            streams: vec![StreamDescriptor {
-                name: "items".into(),
-                json_schema: schema,
-                primary_key: vec!["id".into()],
-                cursor_field: Some("updated_at".into()),
-                sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
-            }],
+            streams: vec![items],
         })
     }
     async fn read(&self, request: ReadRequest, out: Emitter) -> Result<(), ConnectorError> {
         let config: Config = parse_config(request.config.clone())?;
-        // Pages are of one query: its start stays put while the checkpoint moves on.
-        let start = request.state_of::<String>("items")?.unwrap_or_default();
-        let mut since = start.clone();
+        let api = Api::bearer("example-http", &config.base_url, &config.api_token)?;
+        let mut pos: Position = request.state_of("items")?.unwrap_or_default();
+        let since = pos.at.clone();
         let (mut page, mut left) = (Some(1), request.window.limit.unwrap_or(u64::MAX));
         out.stream_started("items");
         while let (Some(n), true) = (page, left > 0) {
             out.check_cancelled()?;
-            let got = Self::page(&config, &start, n).await?;
+            let query = [("updated_since", since.as_str()), ("page", &n.to_string())];
+            let got: Page = get_json(&api, "items", &query).await?;
             let mut batch = Vec::new();
-            for raw in got
+            for item in got
                 .items
                 .into_iter()
-                .take(left.try_into().unwrap_or(usize::MAX))
+                .take(usize::try_from(left).unwrap_or(usize::MAX))
             {
-                let item: Item = serde_json::from_str(raw.get())
-                    .map_err(|e| ConnectorError::data(e.to_string()))?;
-                since = item.updated_at.clone();
-                batch.push(
-                    Record::from_json(item.id.to_string().trim_matches('"'), raw.get().to_string())
-                        .with_cursor(item.updated_at),
-                );
+                let at = item["updated_at"].as_str().unwrap_or_default().to_string();
+                let id = item["id"].to_string().trim_matches('"').to_string();
+                if at == pos.at && pos.ids.contains(&id) {
+                    continue; // sent by the read that saved this position
+                }
+                if at != pos.at {
+                    pos = Position {
+                        at: at.clone(),
+                        ids: Vec::new(),
+                    };
+                }
+                pos.ids.push(id.clone());
+                batch.push(Record::from_json(id, item.to_string()).with_cursor(at));
             }
             left -= batch.len() as u64;
             out.records("items", batch)?;
-            out.checkpoint("items", &since)?; // items come in `updated_at` order
+            out.checkpoint("items", &pos)?;
             page = got.next_page;
         }
         out.stream_complete("items");

@@ -5,7 +5,9 @@
 mod backoff;
 mod budget;
 mod reconcile;
+mod watermark;
 
 pub use backoff::{retry, Backoff};
 pub use budget::{RateBudget, RateBudgetConfig};
 pub use reconcile::ReconcileEvery;
+pub use watermark::Watermark;
