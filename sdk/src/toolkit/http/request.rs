@@ -130,6 +130,7 @@ pub struct Stats {
 /// own error; the loop acts on the action.
 #[derive(Debug)]
 pub struct Requester<S> {
+    service: &'static str,
     http: reqwest::Client,
     budget: Arc<Budget>,
     tokens: S,
@@ -148,10 +149,18 @@ impl<S> Drop for Requester<S> {
 }
 
 impl<S: TokenSource> Requester<S> {
-    /// A requester sending through `http` within `budget` (joined until drop).
-    pub fn new(http: reqwest::Client, budget: Arc<Budget>, tokens: S, policy: RetryPolicy) -> Self {
+    /// A requester for `service` (its name in logs, e.g. `quickbooks`) sending through
+    /// `http` within `budget` (joined until drop).
+    pub fn new(
+        service: &'static str,
+        http: reqwest::Client,
+        budget: Arc<Budget>,
+        tokens: S,
+        policy: RetryPolicy,
+    ) -> Self {
         budget.join();
         Requester {
+            service,
             http,
             budget,
             tokens,
@@ -269,13 +278,13 @@ impl<S: TokenSource> Requester<S> {
                             request = what,
                             status,
                             wait_ms = wait.as_millis() as u64,
-                            "throttled; waiting, and lowering the client-side budget for the rest of the run to {limits}"
+                            "{} rate limit exceeded on {what}; waiting, and lowering the client-side budget for the rest of the run to {limits}", self.service
                         ),
                         None => tracing::warn!(
                             request = what,
                             status,
                             wait_ms = wait.as_millis() as u64,
-                            "throttled; waiting"
+                            "{} rate limit exceeded on {what}; waiting", self.service
                         ),
                     }
                     if !self.budget.limits().learn {
@@ -313,8 +322,12 @@ impl<S: TokenSource> Requester<S> {
                             attempts: attempt,
                         });
                     }
-                    self.back_off(what, attempt, &format!("http {status}"))
-                        .await;
+                    self.back_off(
+                        what,
+                        attempt,
+                        &format!("{} answered http {status}", self.service),
+                    )
+                    .await;
                     attempt += 1;
                 }
                 Action::Accept | Action::Fail(_) => return Err(Failure::Failed(error)),

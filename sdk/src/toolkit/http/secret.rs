@@ -3,7 +3,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 /// A credential from the config: redacted from `Debug`, exposed only where it is sent.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
 impl Secret {

@@ -127,7 +127,7 @@ fn token() -> StaticToken {
 #[tokio::test]
 async fn passing_server_errors_are_retried_until_a_success() {
     let (url, seen) = server(vec![(503, None), (500, None), (200, None)]).await;
-    let r = Requester::new(http(), budget(false), token(), policy(3, 0));
+    let r = Requester::new("test", http(), budget(false), token(), policy(3, 0));
     assert_eq!(get(&r, &url).await.unwrap(), "status 200");
     assert_eq!(seen.load(Ordering::SeqCst), 3);
     assert_eq!(r.stats.retried.load(Ordering::Relaxed), 2);
@@ -136,7 +136,7 @@ async fn passing_server_errors_are_retried_until_a_success() {
 #[tokio::test]
 async fn retries_stop_at_the_policy_with_the_last_error() {
     let (url, seen) = server(vec![(503, None), (502, None), (200, None)]).await;
-    let r = Requester::new(http(), budget(false), token(), policy(2, 0));
+    let r = Requester::new("test", http(), budget(false), token(), policy(2, 0));
     match get(&r, &url).await {
         Err(Failure::GaveUp {
             action: Action::Retry,
@@ -151,7 +151,7 @@ async fn retries_stop_at_the_policy_with_the_last_error() {
 #[tokio::test]
 async fn a_failure_is_not_retried() {
     let (url, seen) = server(vec![(404, None), (200, None)]).await;
-    let r = Requester::new(http(), budget(false), token(), policy(5, 5));
+    let r = Requester::new("test", http(), budget(false), token(), policy(5, 5));
     assert!(matches!(get(&r, &url).await, Err(Failure::Failed(e)) if e == "http 404"));
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
@@ -160,13 +160,13 @@ async fn a_failure_is_not_retried() {
 async fn throttles_are_waited_out_up_to_the_policy() {
     for learn in [false, true] {
         let (url, _) = server(vec![(429, Some("0")), (429, Some("0.01")), (200, None)]).await;
-        let r = Requester::new(http(), budget(learn), token(), policy(1, 2));
+        let r = Requester::new("test", http(), budget(learn), token(), policy(1, 2));
         assert_eq!(get(&r, &url).await.unwrap(), "status 200", "learn {learn}");
         assert_eq!(r.stats.throttled.load(Ordering::Relaxed), 2);
         assert_eq!(r.budget().throttles(), 2);
 
         let (url, _) = server(vec![(429, Some("0")), (429, Some("0")), (200, None)]).await;
-        let r = Requester::new(http(), budget(learn), token(), policy(1, 1));
+        let r = Requester::new("test", http(), budget(learn), token(), policy(1, 1));
         assert!(matches!(
             get(&r, &url).await,
             Err(Failure::GaveUp {
@@ -183,7 +183,7 @@ async fn an_unreachable_server_is_a_transport_failure_after_the_attempts() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let r = Requester::new(http(), budget(false), token(), policy(2, 0));
+    let r = Requester::new("test", http(), budget(false), token(), policy(2, 0));
     match get(&r, &url).await {
         Err(Failure::Transport {
             message,
@@ -229,7 +229,13 @@ impl TokenSource for Rotating {
 #[tokio::test]
 async fn concurrent_rejections_share_one_refresh() {
     let (url, _) = server(vec![]).await;
-    let r = Requester::new(http(), budget(false), Rotating::default(), policy(3, 0));
+    let r = Requester::new(
+        "test",
+        http(),
+        budget(false),
+        Rotating::default(),
+        policy(3, 0),
+    );
     let results = futures_join(&r, &url).await;
     assert!(
         results.iter().all(|r| r.as_deref() == Ok("status 200")),
@@ -253,7 +259,7 @@ async fn a_fresh_token_that_is_refused_fails_as_auth_at_once() {
         refuse_all: true,
         ..Rotating::default()
     };
-    let r = Requester::new(http(), budget(false), tokens, policy(5, 0));
+    let r = Requester::new("test", http(), budget(false), tokens, policy(5, 0));
     match get(&r, &url).await {
         Err(Failure::GaveUp {
             action: Action::Refresh,
