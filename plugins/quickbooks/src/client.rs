@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
-use tributary_sdk::toolkit::Backoff;
+use tributary_sdk::toolkit::{Backoff, Budget, Limits};
 use tributary_sdk::{Emitter, ErrorKind};
 
 use crate::auth::{transport_message, Tokens};
-use crate::budget::{Budget, Limits};
 use crate::config::Config;
 use crate::error::{classify, parse_fault, Action, Error, Result};
 
@@ -91,6 +90,8 @@ impl Client {
             window: Duration::from_secs(config.budget_window_secs),
             per_second: config.requests_per_second,
             concurrency: config.max_concurrency,
+            margin: Limits::default_margin(Duration::from_secs(config.budget_window_secs)),
+            learn: true,
         };
         let budget = Budget::shared(&format!("{}|{}", config.base_url, config.realm_id), limits);
         budget.join();

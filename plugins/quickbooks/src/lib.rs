@@ -4,7 +4,7 @@
 //!
 //! - [`config::Config`]: the manifest's `config` table (secrets redacted from `Debug`).
 //! - [`client::Client`]: every request goes through one loop: the per-realm
-//!   [`budget::Budget`] (500/min, 10/s, 10 in flight by default, lowered for the rest of
+//!   [`tributary_sdk::toolkit::Budget`] (500/min, 10/s, 10 in flight by default, lowered for the rest of
 //!   the run when the server throttles), the bearer token from [`auth::Tokens`]
 //!   (single-flight refresh a tenth of its lifetime early; rotated refresh tokens are
 //!   persisted through the host before use), and the classification table
@@ -20,7 +20,6 @@
 //! emulator to try it without an account.
 
 pub mod auth;
-pub mod budget;
 pub mod client;
 pub mod config;
 pub mod error;

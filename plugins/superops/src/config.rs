@@ -8,23 +8,7 @@ use tributary_sdk::toolkit::ReconcileEvery;
 
 use crate::error::{Error, Result};
 
-/// A secret string: deserialized like a string, never printed.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use tributary_sdk::toolkit::http::Secret;
 
 /// Settings of one SuperOps tenant, from `[sources.<name>.config]`.
 #[derive(Debug, Clone, Deserialize)]

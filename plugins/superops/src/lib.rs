@@ -2,8 +2,9 @@
 //!
 //! - [`config::Config`]: the manifest's `config` table (endpoint, subdomain, token, page
 //!   size, request budget, concurrency, overlap, how often ticket ids are reconciled).
-//! - [`client::Client`]: headers, the client-side budget, retries, and the mapping of
-//!   every failure to an [`error::Error`] (whose `kind` is the one error-policy table).
+//! - [`client::Client`]: headers, the classification table [`client::TABLE`] and the
+//!   mapping of every failure to an [`error::Error`]; budget and retries are the SDK's
+//!   request loop (`tributary_sdk::toolkit::http`).
 //! - [`json`]: pages kept as raw text; bare-number IDs turned into strings exactly.
 //! - [`streams`]: full scans with concurrent page fetches, the incremental tickets stream
 //!   and the derived `sla_summary` / `technician_productivity` streams; deletions proven
@@ -87,9 +88,9 @@ impl Connector for SuperOps {
             }
         }
         tracing::info!(
-            requests = client.stats.requests.load(Ordering::Relaxed),
-            throttled = client.stats.throttled.load(Ordering::Relaxed),
-            retried = client.stats.retried.load(Ordering::Relaxed),
+            requests = client.stats().requests.load(Ordering::Relaxed),
+            throttled = client.stats().throttled.load(Ordering::Relaxed),
+            retried = client.stats().retried.load(Ordering::Relaxed),
             "superops read finished"
         );
         match first_failure {
