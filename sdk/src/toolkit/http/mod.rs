@@ -14,6 +14,7 @@
 //!                                       └ Fail    ─▶ connector's error
 //! ```
 
+mod api;
 mod request;
 mod secret;
 mod table;
@@ -21,6 +22,7 @@ mod table;
 mod tests;
 mod transport;
 
+pub use api::{Api, REST};
 pub use request::{Failure, Reply, Requester, RetryPolicy, StaticToken, Stats, TokenSource};
 pub use secret::Secret;
 pub use table::{Action, Code, Rule, Status, Table};
