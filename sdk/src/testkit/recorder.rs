@@ -86,6 +86,7 @@ pub struct Recorder {
     cancelled: AtomicBool,
     cancelled_at: Mutex<Option<Instant>>,
     on_control: Option<ControlHook>,
+    ignore_control: bool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -103,6 +104,20 @@ impl Recorder {
             on_control,
             ..Self::default()
         })
+    }
+
+    /// A recorder for a call whose CONTROL messages are not the source's (a check with
+    /// bad credentials): acknowledged and recorded, never acted on.
+    pub fn ignoring_control() -> Arc<Self> {
+        Arc::new(Recorder {
+            ignore_control: true,
+            ..Self::default()
+        })
+    }
+
+    /// Whether the config updates this recorder saw belong to the source.
+    pub fn adopts_control(&self) -> bool {
+        !self.ignore_control
     }
 
     /// A recorder that also cancels the read when its first record batch arrives.

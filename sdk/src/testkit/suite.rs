@@ -212,17 +212,22 @@ impl Run {
                 }
             },
         };
-        self.observe(label, &recorder.events(), &called);
+        self.observe(label, &recorder, &called);
         called
     }
 
-    /// Takes note of what a call produced: rotated secrets, panics, its output.
-    fn observe<T>(&mut self, label: &str, events: &[Event], called: &Called<T>) {
-        for event in events {
+    /// Takes note of what a call produced: rotated secrets (adopted into the config only
+    /// from a recorder that acts on them), panics, its output.
+    fn observe<T>(&mut self, label: &str, recorder: &Recorder, called: &Called<T>) {
+        let events = recorder.events();
+        for event in &events {
             match event {
                 Event::Control(ControlMessage::ConfigUpdate { values }) => {
                     for (key, value) in values {
                         self.secrets.add(&format!("{key} (rotated)"), value);
+                        if !recorder.adopts_control() {
+                            continue;
+                        }
                         if let Some(config) = self.config.as_object_mut() {
                             config.insert(key.clone(), Value::String(value.clone()));
                         }
@@ -248,7 +253,7 @@ impl Run {
         };
         self.outputs.push(CallOutput {
             call: label.to_string(),
-            events: events.to_vec(),
+            events,
             returned,
         });
     }
@@ -355,7 +360,7 @@ impl Run {
             return;
         };
         // Its CONTROL messages (if any) are not the source's: neither persisted nor merged.
-        let recorder = Recorder::new(None);
+        let recorder = Recorder::ignoring_control();
         let called = self.call("check with bad credentials", recorder, move |s, h| {
             s.check(&bad, h)
         });
@@ -482,7 +487,7 @@ impl Run {
         });
         self.push(checks::records::match_schema(catalog, &full));
         self.push(checks::records::carry_key(catalog, &full));
-        self.push(checks::ordering::state_after_records(&events));
+        self.ordering(&configured, &events, &full);
         if total == 0 {
             for name in [
                 checks::READ_RESUME,
@@ -497,6 +502,53 @@ impl Run {
         self.limited_and_resumed(&configured, &full);
         self.window(&configured, &full);
         self.cancel(&configured);
+    }
+
+    /// Resumes each incremental stream from its earliest checkpoint with records after it.
+    fn ordering(
+        &mut self,
+        configured: &ConfiguredCatalog,
+        events: &[Event],
+        full: &BTreeMap<String, Vec<SeenRecord>>,
+    ) {
+        let incremental: Vec<String> = configured
+            .streams
+            .iter()
+            .filter(|s| s.sync_mode == SyncMode::Incremental)
+            .map(|s| s.name.clone())
+            .collect();
+        let early = checks::ordering::earliest_checkpoints(events, &incremental);
+        let resumed = if early.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            let catalog = ConfiguredCatalog {
+                streams: early
+                    .iter()
+                    .map(|cp| ConfiguredStream {
+                        name: cp.stream.clone(),
+                        sync_mode: SyncMode::Incremental,
+                    })
+                    .collect(),
+            };
+            let mut request = self.request(&catalog, Window::default());
+            request.state = early
+                .iter()
+                .map(|cp| (cp.stream.clone(), cp.state.clone()))
+                .collect();
+            let (called, recorder) =
+                self.read("read resumed from early checkpoints", request, false);
+            match self.describe(&called) {
+                Some(why) => Err(why),
+                None => Ok(records_of(&recorder.events())),
+            }
+        };
+        let result = checks::ordering::state_after_records(
+            events,
+            full,
+            &early,
+            resumed.as_ref().map_err(Clone::clone),
+        );
+        self.push(result);
     }
 
     fn limited_and_resumed(

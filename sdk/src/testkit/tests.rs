@@ -43,7 +43,8 @@ fn a_checkpoint_naming_a_cursor_not_yet_sent_runs_ahead() {
             ],
         ),
     ];
-    let result = ordering::state_after_records(&events);
+    let full = std::collections::BTreeMap::new();
+    let result = ordering::state_after_records(&events, &full, &[], Ok(&full));
     assert_eq!(result.outcome, Outcome::Fail, "{result:?}");
     assert!(result
         .reason
@@ -59,8 +60,40 @@ fn checkpoints_after_their_records_pass_even_when_the_next_batch_repeats_a_curso
         state("s", json!({"cursor": 9})),
         state("empty", json!({"cursor": 0})),
     ];
-    let result = ordering::state_after_records(&events);
+    let full = std::collections::BTreeMap::new();
+    let result = ordering::state_after_records(&events, &full, &[], Ok(&full));
     assert_eq!(result.outcome, Outcome::Pass, "{result:?}");
+}
+
+#[test]
+fn a_checkpoint_before_records_passes_only_if_resuming_from_it_loses_nothing() {
+    let events = vec![
+        state("s", json!({"through": "2026-01-01"})),
+        records(
+            "s",
+            vec![
+                rec("1", "2026-01-02T00:00:00Z"),
+                rec("2", "2026-01-03T00:00:00Z"),
+            ],
+        ),
+        state("s", json!({"through": "2026-01-03"})),
+    ];
+    let full = [("s".to_string(), vec![rec("1", "a"), rec("2", "b")])].into();
+    let early = ordering::earliest_checkpoints(&events, &["s".to_string()]);
+    assert_eq!(early.len(), 1);
+    assert_eq!(early[0].number, 1);
+    assert!(early[0].sent_before.is_empty());
+    // Resuming from the first checkpoint delivers both records: an empty range was covered.
+    let result = ordering::state_after_records(&events, &full, &early, Ok(&full));
+    assert_eq!(result.outcome, Outcome::Pass, "{result:?}");
+    // Resuming delivers only one: the checkpoint ran ahead of the other.
+    let partial = [("s".to_string(), vec![rec("2", "b")])].into();
+    let result = ordering::state_after_records(&events, &full, &early, Ok(&partial));
+    assert_eq!(result.outcome, Outcome::Fail);
+    assert_eq!(
+        result.reason,
+        "stream `s` checkpointed before any of its records a state that runs ahead of them: resuming from checkpoint 1 lost 1 record(s), first `1`"
+    );
 }
 
 #[test]
