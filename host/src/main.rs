@@ -57,6 +57,8 @@ enum Command {
     },
     /// Sync every enabled source (incrementally, in parallel).
     Run(RunArgs),
+    /// Check one source's connector against the invariants every connector must keep.
+    Conformance(tributary::conformance::ConformanceArgs),
     /// Print `client_360`: one row per client across the sources (SQLite or PostgreSQL).
     Clients {
         /// Only this client, by id or name (repeatable).
@@ -963,6 +965,10 @@ fn main() -> ExitCode {
             Command::State { command } => cmd_state(&loaded, command),
             Command::Clients { clients, json } => cmd_clients(&loaded, clients, *json),
             Command::Quality(args) => cmd_quality(&loaded, args),
+            Command::Conformance(args) => {
+                tributary::conformance::command(&loaded.manifest, &loaded.dir, args)
+                    .map_err(|e| usage(e.to_string()))
+            }
         });
     match result {
         Ok(code) => code,
