@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use tributary_sdk::testkit::{Report, Suite};
 use tributary_sdk::ControlMessage;
 
@@ -140,6 +140,11 @@ pub fn run(
 pub fn table(report: &Report) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
+    // Reasons can be long: wrap them to the terminal, or to 120 columns in a pipe or log.
+    table.set_content_arrangement(ContentArrangement::Dynamic);
+    if table.width().is_none() {
+        table.set_width(120);
+    }
     table.set_header(vec!["check", "result", "reason"]);
     for check in &report.checks {
         table.add_row(vec![

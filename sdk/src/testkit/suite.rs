@@ -118,6 +118,7 @@ impl Suite {
             connector: self.subject.name(),
             secrets: Secrets::default(),
             config: self.config.clone(),
+            spec: Value::Null,
             outputs: Vec::new(),
             panics: Vec::new(),
             calls: 0,
@@ -145,6 +146,8 @@ struct Run {
     connector: String,
     /// The config with every CONTROL update merged, as the host would pass it next time.
     config: Value,
+    /// The connector's spec, once read: it says which rotated values are secret.
+    spec: Value,
     secrets: Secrets,
     outputs: Vec<CallOutput>,
     panics: Vec<String>,
@@ -224,7 +227,10 @@ impl Run {
             match event {
                 Event::Control(ControlMessage::ConfigUpdate { values }) => {
                     for (key, value) in values {
-                        self.secrets.add(&format!("{key} (rotated)"), value);
+                        // A rotated token is secret; its expiry time, say, is not.
+                        if secrets::marked_secret(&self.spec["properties"][key.as_str()]) {
+                            self.secrets.add(&format!("{key} (rotated)"), value);
+                        }
                         if !recorder.adopts_control() {
                             continue;
                         }
@@ -300,6 +306,7 @@ impl Run {
     fn all(&mut self) {
         let spec = self.spec();
         self.secrets = Secrets::of(&spec, &self.suite.config);
+        self.spec = spec.clone();
         self.checks(&spec);
         if let Some(catalog) = self.discover() {
             self.reads(&catalog);
