@@ -162,6 +162,19 @@ fn a_plugin_that_ignores_cancel_fails_within_the_grace() {
     );
 }
 
+#[test]
+fn a_plugin_that_panics_fails_the_boundary_check_and_the_kit_lives_on() {
+    let report = Suite::new(load(fixture_path("panicking_plugin")), json!({})).run();
+    fails(
+        &report,
+        checks::NO_PANIC,
+        "full read: connector panicked: fixture panics in read",
+    );
+    fails(&report, checks::READ_COMPLETES, "failed (panic)");
+    // Every check still ran and reported.
+    assert_eq!(report.checks.len(), 15, "{report}");
+}
+
 /// The shipped manifest, pointed at the debug plugins and a small sandbox.
 fn shipped(s: &Scratch) {
     let text = std::fs::read_to_string(workspace().join("connectors.toml")).expect("shipped");
