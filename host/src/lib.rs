@@ -13,11 +13,13 @@
 //! - [`sandbox`] starts the built-in emulators for the sources a `[sandbox]` serves.
 //! - [`credentials`] keeps rotated secrets; [`validation`] checks JSON against a schema;
 //!   [`progress`] draws bars and the summary table.
+//! - [`conformance`] runs the SDK's conformance kit against one source.
 //! - [`quality`] measures each stream (schema, completeness, duplicates, freshness) and
 //!   the cross-source references in the warehouse.
 
 pub mod app;
 pub mod clients;
+pub mod conformance;
 pub mod credentials;
 pub mod destination;
 pub mod loader;

@@ -53,6 +53,8 @@ enum Command {
     },
     /// Sync every enabled source (incrementally, in parallel).
     Run(RunArgs),
+    /// Check one source's connector against the invariants every connector must keep.
+    Conformance(tributary::conformance::ConformanceArgs),
     /// Print `client_360`: one row per client across the sources (SQLite or PostgreSQL).
     Clients {
         /// Only this client, by id or name (repeatable).
@@ -185,6 +187,10 @@ fn run_command(cli: &mut Cli, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
             Command::State { command } => app::state::state(&loaded, command),
             Command::Clients { clients, json } => app::view::clients(&loaded, clients, *json),
             Command::Quality(args) => app::quality::report(&loaded, args),
+            Command::Conformance(args) => {
+                tributary::conformance::command(&loaded.manifest, &loaded.dir, args)
+                    .map_err(|e| app::usage(e.to_string()))
+            }
             Command::NewConnector { name, path } => {
                 app::scaffold::new_connector(name, path.as_deref())
             }

@@ -16,6 +16,8 @@
 //! - [`ConnectorError`] carries an [`ErrorKind`] (Config, Auth, RateLimited, Transient,
 //!   Data, System, Panic); the host and [`toolkit`] decide on retries from it.
 //! - [`host`] is the other side, used by the `tributary` binary to load and call plugins.
+//! - `testkit` (feature `testkit`) checks a connector against the invariants every
+//!   connector must keep, from `cargo test` or `tributary conformance`.
 //!
 //! # A complete connector
 //!
@@ -102,6 +104,8 @@ pub mod host;
 mod logging;
 mod protocol;
 mod record;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod toolkit;
 
 use std::future::Future;
