@@ -149,6 +149,19 @@ impl Window {
         !self.clients.is_empty()
     }
 
+    /// Where a read by instant begins: the later of `position` (a saved cursor, RFC 3339
+    /// in UTC, empty for none) and the window's start, as RFC 3339 in UTC to the second.
+    /// Compared as text, so `position` must use the same format.
+    pub fn since(&self, position: &str) -> String {
+        let start = self
+            .start
+            .map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        match start {
+            Some(start) if start.as_str() > position => start,
+            _ => position.to_string(),
+        }
+    }
+
     /// Whether the read is restricted to a date range.
     pub fn has_dates(&self) -> bool {
         self.start.is_some() || self.end.is_some()

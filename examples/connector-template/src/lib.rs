@@ -48,9 +48,9 @@ impl Connector for ExampleHttp {
     }
     async fn read(&self, request: ReadRequest, out: Emitter) -> Result<(), ConnectorError> {
         let api = api(request.config.clone())?;
-        // Resume since the newest instant sent, skipping the items already sent at it.
+        // From the newest instant sent (or the window's start), skipping what was sent.
         let mut mark: Watermark = request.state_of("items")?.unwrap_or_default();
-        let since = mark.at.clone();
+        let since = request.window.since(&mark.at);
         let (mut page, mut left) = (Some(1), request.window.limit.unwrap_or(u64::MAX));
         out.stream_started("items");
         while let (Some(n), true) = (page, left > 0) {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use tributary_example_http::ExampleHttp;
 use tributary_sdk::host::{CollectingHandler, InProcess};
+use tributary_sdk::testkit::{in_process, Suite};
 use tributary_sdk::{ConfiguredCatalog, ConfiguredStream, ErrorKind, ReadRequest, SyncMode};
 
 const TOKEN: &str = "test-token";
@@ -113,4 +114,21 @@ fn a_refused_token_is_an_auth_error_that_does_not_show_the_token() {
     .expect_err("refused");
     assert_eq!(err.kind, ErrorKind::Auth);
     assert!(!err.message.contains("wrong-secret"), "{}", err.message);
+}
+
+/// The invariants every connector keeps (the SDK's conformance kit): spec, check with a
+/// wrong token, catalog, records against schema and key, state after records, a resumed
+/// read without gap or duplicate, limit, window, cancel, no secret in any output.
+#[test]
+fn conforms() {
+    let items = (1..=20)
+        .map(|i| (i, format!("2026-01-{i:02}T00:00:00Z")))
+        .collect();
+    let url = serve(Arc::new(Mutex::new(items)));
+    Suite::new(
+        in_process::<ExampleHttp>(),
+        json!({"base_url": url, "api_token": TOKEN}),
+    )
+    .run()
+    .assert_passed();
 }

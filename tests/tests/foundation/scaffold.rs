@@ -104,6 +104,11 @@ fn a_generated_connector_builds_out_of_tree_and_syncs_through_the_host() {
         .expect("item 2");
     assert_eq!(cursor, "2026-03-08T00:00:00Z");
     assert!(!run.all().contains(TOKEN), "the token never shows");
+
+    // And it keeps every invariant the host relies on.
+    let kit = s.run(&["conformance", "acme-widgets"]);
+    assert_eq!(kit.code, 0, "{}", kit.all());
+    assert!(kit.stdout.contains("CONFORMS"), "{}", kit.all());
     assert!(
         lib.lines().count() <= 80,
         "the connector fits on one screen: {} lines",
