@@ -10,12 +10,12 @@
 //! running streams share one refresh per expiry.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::Mutex;
+use tributary_sdk::toolkit::http::{transport_message, TokenSource};
 use tributary_sdk::toolkit::Backoff;
 use tributary_sdk::{ControlMessage, Emitter};
 
@@ -57,9 +57,6 @@ pub struct Tokens {
     realm: String,
     out: Emitter,
     backoff: Backoff,
-    /// The newest generation that authorized at least one request: a later 401 for it
-    /// means it expired, not that the server refuses our tokens.
-    confirmed: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -101,18 +98,7 @@ impl Tokens {
             realm: config.realm_id.clone(),
             out,
             backoff,
-            confirmed: AtomicU64::new(0),
         }
-    }
-
-    /// Records that the token of `generation` authorized a request.
-    pub fn confirm(&self, generation: u64) {
-        self.confirmed.fetch_max(generation, Ordering::Relaxed);
-    }
-
-    /// Whether the token of `generation` ever authorized a request.
-    pub fn was_confirmed(&self, generation: u64) -> bool {
-        self.confirmed.load(Ordering::Relaxed) >= generation
     }
 
     /// A usable access token and its generation, refreshing first if it is missing or
@@ -257,28 +243,14 @@ impl Tokens {
     }
 }
 
-/// A transport error without the URL (a token URL has no secrets, but API URLs carry
-/// queries we do not want repeated in every message).
-pub fn transport_message(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection broke while reading the body"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
+/// The request loop's token source: the access token, refreshed single-flight.
+impl TokenSource for Tokens {
+    type Error = Error;
+    async fn token(&self) -> Result<(String, u64)> {
+        self.access().await
     }
-    if detail.is_empty() {
-        what.to_string()
-    } else {
-        format!("{what}: {detail}")
+    async fn refresh(&self, seen: u64) -> Result<(String, u64)> {
+        self.after_rejection(seen).await
     }
 }
 

@@ -1,40 +1,14 @@
 //! The `config` table of a QuickBooks source. Every field is documented here; this file is
 //! the reference `docs/quickbooks.md` summarises.
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// A secret string: deserialized like a string, never printed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
+pub use tributary_sdk::toolkit::http::Secret;
 
 /// Which date the manifest's window (`--start`/`--end`) filters on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

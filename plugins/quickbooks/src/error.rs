@@ -1,7 +1,8 @@
 //! Errors of the QuickBooks connector and the one table that classifies HTTP statuses and
-//! QuickBooks fault codes ([`classify`]).
+//! QuickBooks fault codes ([`TABLE`], read by [`classify`]).
 
 use serde_json::Value;
+use tributary_sdk::toolkit::http::{Code, Rule, Status, Table};
 use tributary_sdk::{ConnectorError, ErrorKind};
 
 /// Everything that can go wrong. Messages never contain tokens or secrets.
@@ -139,18 +140,10 @@ impl From<ConnectorError> for Error {
     }
 }
 
-/// What the client does with a response that was not a success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Throttled: wait (Retry-After or the configured default) and retry.
-    WaitAndRetry,
-    /// Token expired or invalid: refresh once, retry once.
-    RefreshAndRetry,
-    /// Passing server trouble: exponential backoff with jitter, retry.
-    Backoff,
-    /// Give up with this class.
-    Fail(ErrorKind),
-}
+pub use tributary_sdk::toolkit::http::Action;
+
+/// The pseudo-code [`classify`] adds when a fault's text says `ThrottleExceeded`.
+const THROTTLE_TEXT: &str = "ThrottleExceeded";
 
 /// THE classification table: HTTP status and QuickBooks fault code to an action.
 ///
@@ -158,30 +151,46 @@ pub enum Action {
 /// |---|---|---|
 /// | any | 3001 or `ThrottleExceeded` | wait, retry (throttle; XML or JSON body, 429 or 403) |
 /// | 429 | any | wait, retry |
-/// | 401 | 3200, 100, none | refresh once, retry once; then `Auth` |
 /// | 401 | 130 (wrong cluster) | `Config` |
+/// | 401 | 3200, 100, none | refresh once, retry once; then `Auth` |
 /// | 403 | 3100, 3201, 120 | `Config` (app not authorised for this realm) |
-/// | 400 | 4000, 4001, 4002 | `System` (the connector built a bad query; not retried) |
-/// | 400 | 2030 and other validation | `System` |
 /// | 404 | any | `Config` (wrong base_url or realm) |
+/// | 400 | 4000, 4001, 4002, 2030, other validation | `System` (the connector built a bad query; not retried) |
 /// | 408, 500, 502, 503, 504 | any | back off, retry (`Transient`) |
+/// | 2xx | 3200, 100 (a fault in a success) | refresh, retry |
 /// | other | any | `System` |
+pub const TABLE: Table = Table {
+    rules: &[
+        Rule::new(Status::Any, Code::Is("3001"), Action::Wait),
+        Rule::new(Status::Any, Code::Is(THROTTLE_TEXT), Action::Wait),
+        Rule::new(Status::Is(429), Code::Any, Action::Wait),
+        Rule::new(
+            Status::Is(401),
+            Code::Is("130"),
+            Action::Fail(ErrorKind::Config),
+        ),
+        Rule::new(Status::Is(401), Code::Any, Action::Refresh),
+        Rule::new(Status::Is(403), Code::Any, Action::Fail(ErrorKind::Config)),
+        Rule::new(Status::Is(404), Code::Any, Action::Fail(ErrorKind::Config)),
+        Rule::new(Status::Is(400), Code::Any, Action::Fail(ErrorKind::System)),
+        Rule::new(Status::Is(408), Code::Any, Action::Retry),
+        Rule::new(Status::Is(500), Code::Any, Action::Retry),
+        Rule::new(Status::Range(502, 504), Code::Any, Action::Retry),
+        Rule::new(Status::Range(200, 299), Code::Is("3200"), Action::Refresh),
+        Rule::new(Status::Range(200, 299), Code::Is("100"), Action::Refresh),
+    ],
+    otherwise: Action::Fail(ErrorKind::System),
+};
+
+/// The action of [`TABLE`] for a fault: its status, its code (leading zeros aside) and
+/// whether its text said `ThrottleExceeded`.
 pub fn classify(status: u16, code: Option<&str>, throttle_text: bool) -> Action {
     let code = code.map(|c| c.trim_start_matches('0'));
-    if code == Some("3001") || throttle_text || status == 429 {
-        return Action::WaitAndRetry;
+    let mut codes: Vec<&str> = code.into_iter().collect();
+    if throttle_text {
+        codes.push(THROTTLE_TEXT);
     }
-    match (status, code) {
-        (401, Some("130")) => Action::Fail(ErrorKind::Config),
-        (401, _) => Action::RefreshAndRetry,
-        (403, _) => Action::Fail(ErrorKind::Config),
-        (404, _) => Action::Fail(ErrorKind::Config),
-        (400, _) => Action::Fail(ErrorKind::System),
-        (408 | 500 | 502 | 503 | 504, _) => Action::Backoff,
-        (200..=299, Some("3200" | "100")) => Action::RefreshAndRetry,
-        (200..=299, _) => Action::Fail(ErrorKind::System),
-        _ => Action::Fail(ErrorKind::System),
-    }
+    TABLE.decide(status, &codes)
 }
 
 /// A fault as parsed from either JSON envelope or the XML body.
@@ -303,15 +312,12 @@ mod tests {
         assert_eq!(f.time.map(|t| t.timestamp_millis()), Some(1533811101733));
         assert_eq!(
             classify(401, f.code.as_deref(), f.throttle),
-            Action::RefreshAndRetry
+            Action::Refresh
         );
         let f = parse_fault(XML_429.as_bytes()).expect("xml");
         assert_eq!(f.code.as_deref(), Some("3001"));
         assert!(f.throttle);
-        assert_eq!(
-            classify(403, f.code.as_deref(), f.throttle),
-            Action::WaitAndRetry
-        );
+        assert_eq!(classify(403, f.code.as_deref(), f.throttle), Action::Wait);
         assert_eq!(
             f.time,
             crate::parse::parse_time("2017-07-30T22:45:22.933-07:00")
@@ -330,8 +336,8 @@ mod tests {
 
     #[test]
     fn table() {
-        assert_eq!(classify(503, None, false), Action::Backoff);
-        assert_eq!(classify(500, Some("10000"), false), Action::Backoff);
+        assert_eq!(classify(503, None, false), Action::Retry);
+        assert_eq!(classify(500, Some("10000"), false), Action::Retry);
         assert_eq!(
             classify(401, Some("130"), false),
             Action::Fail(ErrorKind::Config)
@@ -340,7 +346,7 @@ mod tests {
             classify(403, Some("3100"), false),
             Action::Fail(ErrorKind::Config)
         );
-        assert_eq!(classify(429, None, false), Action::WaitAndRetry);
-        assert_eq!(classify(200, Some("3200"), false), Action::RefreshAndRetry);
+        assert_eq!(classify(429, None, false), Action::Wait);
+        assert_eq!(classify(200, Some("3200"), false), Action::Refresh);
     }
 }

@@ -3,12 +3,12 @@
 //! # Overview
 //!
 //! - [`config::Config`]: the manifest's `config` table (secrets redacted from `Debug`).
-//! - [`client::Client`]: every request goes through one loop: the per-realm
-//!   [`tributary_sdk::toolkit::Budget`] (500/min, 10/s, 10 in flight by default, lowered for the rest of
-//!   the run when the server throttles), the bearer token from [`auth::Tokens`]
-//!   (single-flight refresh a tenth of its lifetime early; rotated refresh tokens are
-//!   persisted through the host before use), and the classification table
-//!   [`error::classify`].
+//! - [`client::Client`]: every request goes through the SDK's request loop
+//!   (`tributary_sdk::toolkit::http`): the per-realm [`tributary_sdk::toolkit::Budget`]
+//!   (500/min, 10/s, 10 in flight by default, lowered for the rest of the run when the
+//!   server throttles), the bearer token from [`auth::Tokens`] (single-flight refresh a
+//!   tenth of its lifetime early; rotated refresh tokens are persisted through the host
+//!   before use), and the classification table [`error::TABLE`].
 //! - [`streams`]: twelve entity streams (CDC from the last complete read while it is
 //!   inside the 30-day horizon; otherwise a reconciliation pass, one seek scan inside a
 //!   snapshot, that also proves deletions), `transaction_list` (report, date chunks) and
