@@ -117,7 +117,7 @@ pub use protocol::{
     LogLevel, ReadRequest, SnapshotEvent, StreamDescriptor, StreamStatus, SyncMode, Window,
     PROTOCOL_VERSION,
 };
-pub use record::Record;
+pub use record::{cursor_instant, Record};
 
 /// The SDK version compiled into this crate; plugins and host must share its major
 /// version (and, while it is 0.x, the plugin's minor version must be at least the host's).

@@ -61,3 +61,22 @@ impl Record {
         serde_json::to_string(&parts).unwrap_or_default()
     }
 }
+
+/// The instant a cursor text names, if it names one: RFC 3339 (any offset), or
+/// `YYYY-MM-DD[T| ]HH:MM:SS[.f]` read as UTC, or a date (its midnight, UTC). What the host
+/// reads freshness and regressions from, and the conformance kit windows with.
+pub fn cursor_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{verdict, READ_LIMIT, READ_WINDOW};
 use crate::testkit::recorder::SeenRecord;
@@ -76,18 +76,7 @@ pub fn window(
     )
 }
 
-/// A cursor text as an instant: RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` (UTC) or a date.
+/// A cursor text as an instant (see [`crate::cursor_instant`]).
 pub fn instant(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(t.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    crate::cursor_instant(text)
 }
