@@ -57,6 +57,9 @@ enum Command {
     },
     /// Sync every enabled source (incrementally, in parallel).
     Run(RunArgs),
+    /// Runs one plugin call in this process for a host (`isolation = "process"`).
+    #[command(hide = true)]
+    PluginHost(tributary::isolation::PluginHostArgs),
     /// Print `client_360`: one row per client across the sources (SQLite or PostgreSQL).
     Clients {
         /// Only this client, by id or name (repeatable).
@@ -925,6 +928,9 @@ fn limit_malloc_arenas() {}
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    if let Command::PluginHost(args) = &cli.command {
+        return tributary::isolation::plugin_host(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -963,6 +969,7 @@ fn main() -> ExitCode {
             Command::State { command } => cmd_state(&loaded, command),
             Command::Clients { clients, json } => cmd_clients(&loaded, clients, *json),
             Command::Quality(args) => cmd_quality(&loaded, args),
+            Command::PluginHost(_) => unreachable!("the plugin process returns before this"),
         });
     match result {
         Ok(code) => code,
