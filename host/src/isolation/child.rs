@@ -100,6 +100,15 @@ fn serve(args: &PluginHostArgs) -> Result<(), String> {
     let result = host::load(&args.library)
         .map_err(|e| ConnectorError::system(e.to_string()))
         .and_then(|plugin| call(&plugin, method, &argument, handler));
+    if log_level >= LogLevel::Info {
+        if let Some(peak) = peak_rss() {
+            to_host.log(
+                LogLevel::Info,
+                "tributary::isolation",
+                &format!("plugin process peak memory (RSS): {peak}"),
+            );
+        }
+    }
     to_host
         .send(&FromChild::Done(result))
         .map_err(|e| format!("cannot answer the host: {e}"))
@@ -135,6 +144,20 @@ fn call(
 /// JSON text of a protocol value (these types always serialize).
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// This process's peak resident set (`VmHWM`), e.g. `41.2 MiB`: the host's own figure
+/// does not include its plugin processes.
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(format!("{:.1} MiB", kib / 1024.0))
 }
 
 /// Asks the kernel to kill this process when the host goes.
