@@ -1,6 +1,8 @@
 //! The Tributary host as a library: everything the `tributary` binary drives, apart from
 //! its command line.
 //!
+//! - [`app`] holds the commands the binary runs (`run`, `check`, `quality`, …); `main.rs`
+//!   only parses the command line.
 //! - [`manifest`] parses `connectors.toml` (serde shape, `${VAR}`, positions of keys) and
 //!   [`plan`] resolves it with the command line into sources ready to run.
 //! - [`loader`] finds plugin libraries (checking their structure before `dlopen`);
@@ -15,6 +17,7 @@
 //! - [`quality`] measures each stream (schema, completeness, duplicates, freshness) and
 //!   the cross-source references in the warehouse.
 
+pub mod app;
 pub mod clients;
 pub mod credentials;
 pub mod destination;

@@ -18,8 +18,8 @@ use tributary_sdk::host::{KeyBatch, RecordBatch};
 use tributary_sdk::Record;
 
 use super::{
-    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, Row,
-    StateMap,
+    io_err, legacy_table_name, state_key_is_of, table_name, table_prefix, Destination,
+    DestinationError, Row, SchemaMap, StateMap,
 };
 use crate::credentials::write_atomic;
 
@@ -33,6 +33,9 @@ struct StateFile {
     /// data file name → committed length in bytes
     #[serde(default)]
     files: BTreeMap<String, u64>,
+    /// table prefix → stream → the JSON Schema it was last discovered with
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    schemas: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 pub(super) struct OpenFile {
@@ -523,7 +526,10 @@ impl Destination for JsonlDestination {
             let durable = if f.checkpointed { f.covered } else { f.len };
             self.staged.files.insert(name.clone(), durable);
         }
-        if self.staged.files == self.committed.files && self.staged.state == self.committed.state {
+        if self.staged.files == self.committed.files
+            && self.staged.state == self.committed.state
+            && self.staged.schemas == self.committed.schemas
+        {
             return Ok(());
         }
         self.write_state_file(&self.staged)?;
@@ -653,6 +659,31 @@ impl Destination for JsonlDestination {
     fn abandon_snapshot(&mut self, source: &str, stream: &str) {
         self.snapshots
             .remove(&format!("{}.jsonl", table_name(source, stream)));
+    }
+
+    fn save_schemas(
+        &mut self,
+        source: &str,
+        schemas: &[(&str, &serde_json::Value)],
+    ) -> Result<(), DestinationError> {
+        let kept = self.staged.schemas.entry(table_prefix(source)).or_default();
+        for (stream, schema) in schemas {
+            kept.insert(stream.to_string(), (*schema).clone());
+        }
+        self.commit()
+    }
+
+    fn schemas(&self) -> Result<SchemaMap, DestinationError> {
+        Ok(self
+            .committed
+            .schemas
+            .iter()
+            .flat_map(|(prefix, streams)| {
+                streams
+                    .iter()
+                    .map(move |(stream, schema)| ((prefix.clone(), stream.clone()), schema.clone()))
+            })
+            .collect())
     }
 
     fn streams(&self) -> Result<Vec<(String, String)>, DestinationError> {

@@ -70,6 +70,9 @@ impl From<rusqlite::Error> for DestinationError {
 /// Committed state: source → stream → state.
 pub type StateMap = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
+/// Discovered stream schemas: (table prefix, stream) → JSON Schema.
+pub type SchemaMap = BTreeMap<(String, String), serde_json::Value>;
+
 /// A destination with transactional state.
 ///
 /// The writer stages records and state checkpoints in arrival order; [`Destination::commit`]
@@ -169,6 +172,22 @@ pub trait Destination: Send {
     /// the view is not defined.
     fn read_view(&mut self, _name: &str) -> Result<Option<ViewRows>, DestinationError> {
         Ok(None)
+    }
+
+    /// Keeps the JSON Schema each stream of `source` was discovered with (replacing what
+    /// was kept before), committed at once, so the warehouse alone can later say which
+    /// fields a stream declares (`tributary quality`). Nothing may be staged.
+    fn save_schemas(
+        &mut self,
+        _source: &str,
+        _schemas: &[(&str, &serde_json::Value)],
+    ) -> Result<(), DestinationError> {
+        Ok(())
+    }
+
+    /// The schemas kept by [`Destination::save_schemas`], by `(table prefix, stream)`.
+    fn schemas(&self) -> Result<SchemaMap, DestinationError> {
+        Ok(SchemaMap::new())
     }
 
     /// The streams that have a table (or file): `(table prefix, stream)`, where the

@@ -245,6 +245,12 @@ impl PostgresDestination {
                         updated_at timestamptz NOT NULL,
                         PRIMARY KEY (source, stream)
                      );
+                     CREATE TABLE IF NOT EXISTS {quoted}._tributary_schemas (
+                        source text NOT NULL,
+                        stream text NOT NULL,
+                        schema text NOT NULL,
+                        PRIMARY KEY (source, stream)
+                     );
                      CREATE TEMP TABLE IF NOT EXISTS tributary_stage (
                         seq bigint NOT NULL,
                         _pk text NOT NULL,
@@ -590,6 +596,59 @@ impl Destination for PostgresDestination {
                 "dropping a snapshot",
             );
         }
+    }
+
+    fn save_schemas(
+        &mut self,
+        source: &str,
+        schemas: &[(&str, &serde_json::Value)],
+    ) -> Result<(), DestinationError> {
+        let prefix = super::table_prefix(source);
+        let sql = format!(
+            "INSERT INTO {}._tributary_schemas (source, stream, schema) VALUES ($1, $2, $3)
+             ON CONFLICT (source, stream) DO UPDATE SET schema = EXCLUDED.schema",
+            self.schema
+        );
+        self.begin()?;
+        for (stream, schema) in schemas {
+            let conn = self.conn.get_mut();
+            self.rt
+                .block_on(
+                    sqlx::query(&sql)
+                        .bind(&prefix)
+                        .bind(*stream)
+                        .bind(schema.to_string())
+                        .execute(conn),
+                )
+                .map_err(pg(format!("keeping the schema of {source}.{stream}")))?;
+        }
+        self.commit()
+    }
+
+    fn schemas(&self) -> Result<super::SchemaMap, DestinationError> {
+        let sql = format!(
+            "SELECT source, stream, schema FROM {}._tributary_schemas",
+            self.schema
+        );
+        let rows = {
+            let mut conn = self.conn.borrow_mut();
+            self.rt
+                .block_on(sqlx::query(&sql).fetch_all(&mut *conn))
+                .map_err(pg("reading schemas"))?
+        };
+        let mut out = super::SchemaMap::new();
+        for row in rows {
+            let (source, stream, text): (String, String, String) = (
+                row.try_get(0).map_err(pg("reading schemas"))?,
+                row.try_get(1).map_err(pg("reading schemas"))?,
+                row.try_get(2).map_err(pg("reading schemas"))?,
+            );
+            // A schema that no longer parses only costs the declared-field list.
+            if let Ok(schema) = serde_json::from_str(&text) {
+                out.insert((source, stream), schema);
+            }
+        }
+        Ok(out)
     }
 
     fn load_state(&self) -> Result<StateMap, DestinationError> {

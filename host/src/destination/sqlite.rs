@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
 use super::{
-    io_err, legacy_table_name, state_key_is_of, table_name, Destination, DestinationError, Row,
-    StateMap, ViewRows,
+    io_err, legacy_table_name, state_key_is_of, table_name, table_prefix, Destination,
+    DestinationError, Row, SchemaMap, StateMap, ViewRows,
 };
 use crate::views::{self, Client360Sources, Dialect, CLIENT_360};
 
@@ -28,6 +28,14 @@ const STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS _tributary_state (
     stream TEXT NOT NULL,
     state TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    PRIMARY KEY (source, stream)
+)";
+
+/// The schema each stream was last discovered with (see [`Destination::save_schemas`]).
+const SCHEMAS_DDL: &str = "CREATE TABLE IF NOT EXISTS _tributary_schemas (
+    source TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    schema TEXT NOT NULL,
     PRIMARY KEY (source, stream)
 )";
 
@@ -398,6 +406,51 @@ impl Destination for SqliteDestination {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(ViewRows { columns, rows }))
+    }
+
+    fn save_schemas(
+        &mut self,
+        source: &str,
+        schemas: &[(&str, &serde_json::Value)],
+    ) -> Result<(), DestinationError> {
+        let prefix = table_prefix(source);
+        self.begin()?;
+        self.conn.execute_batch(SCHEMAS_DDL)?;
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT INTO _tributary_schemas (source, stream, schema) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source, stream) DO UPDATE SET schema = excluded.schema",
+            )?;
+            for (stream, schema) in schemas {
+                stmt.execute(params![prefix, stream, schema.to_string()])?;
+            }
+        }
+        self.commit()
+    }
+
+    fn schemas(&self) -> Result<SchemaMap, DestinationError> {
+        if !self.table_exists("_tributary_schemas")? {
+            return Ok(SchemaMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, stream, schema FROM _tributary_schemas")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = SchemaMap::new();
+        for row in rows {
+            let (source, stream, text) = row?;
+            // A schema that no longer parses only costs the declared-field list.
+            if let Ok(schema) = serde_json::from_str(&text) {
+                out.insert((source, stream), schema);
+            }
+        }
+        Ok(out)
     }
 
     fn streams(&self) -> Result<Vec<(String, String)>, DestinationError> {

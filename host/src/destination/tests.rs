@@ -730,3 +730,33 @@ fn jsonb_acceptance_follows_postgres() {
     assert!(!jsonb_accepts("{\"a\":"));
     assert!(!jsonb_accepts(""));
 }
+
+#[test]
+fn both_file_destinations_keep_the_newest_schema_of_each_stream_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = serde_json::json!({"properties": {"a": {}}});
+    let new = serde_json::json!({"properties": {"a": {}, "b": {}}});
+    let other = serde_json::json!({"properties": {"z": {}}});
+    let mut opened: Vec<Box<dyn Fn() -> Box<dyn Destination>>> = Vec::new();
+    let (db, files) = (dir.path().join("w.db"), dir.path().join("jsonl"));
+    opened.push(Box::new(move || {
+        Box::new(SqliteDestination::open(&db).unwrap())
+    }));
+    opened.push(Box::new(move || {
+        Box::new(JsonlDestination::open(&files).unwrap())
+    }));
+    for open in &opened {
+        let mut d = open();
+        assert!(d.schemas().unwrap().is_empty());
+        d.save_schemas("My Source", &[("s", &old), ("t", &other)])
+            .unwrap();
+        d.save_schemas("My Source", &[("s", &new)]).unwrap();
+        drop(d);
+        let kept = open().schemas().unwrap();
+        let prefix = table_prefix("My Source");
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[&(prefix.clone(), "s".to_string())], new);
+        assert_eq!(kept[&(prefix, "t".to_string())], other);
+        assert!(open().streams().unwrap().is_empty(), "no stream table");
+    }
+}

@@ -82,6 +82,7 @@ pub fn warehouse_report(
 ) -> Result<QualityReport, DestinationError> {
     let now = Utc::now();
     let present = present(dest)?;
+    let schemas = dest.schemas()?;
     let mut streams = Vec::new();
     for (prefix, stream) in &present {
         let label = sources
@@ -91,7 +92,10 @@ pub fn warehouse_report(
         if only.is_some_and(|o| table_prefix(o) != *prefix) {
             continue;
         }
-        streams.push(warehouse::measure(dest, prefix, label, stream, now)?);
+        let schema = schemas.get(&(prefix.clone(), stream.clone()));
+        streams.push(warehouse::measure(
+            dest, prefix, label, stream, schema, now,
+        )?);
     }
     streams.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
     Ok(QualityReport {

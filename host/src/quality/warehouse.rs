@@ -11,15 +11,17 @@ use super::{StreamQuality, ViolationSample, SAMPLES};
 use crate::destination::{Destination, DestinationError};
 
 /// Measures the live rows of `source.stream`. `label` is the source name to report
-/// (`source` is how the destination names it).
+/// (`source` is how the destination names it); `schema`, the stream's discovered schema
+/// when the warehouse kept it, lists the declared fields no row fills.
 pub fn measure(
     dest: &dyn Destination,
     source: &str,
     label: &str,
     stream: &str,
+    schema: Option<&Value>,
     now: DateTime<Utc>,
 ) -> Result<StreamQuality, DestinationError> {
-    let mut completeness = Completeness::default();
+    let mut completeness = Completeness::with_schema(schema);
     let mut newest = Newest::default();
     let mut q = StreamQuality {
         source: label.to_string(),

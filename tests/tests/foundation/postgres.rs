@@ -307,3 +307,66 @@ fn postgres_kill_9_mid_sync_then_resume_exactly_once() {
         "the final state covers every row"
     );
 }
+
+/// client_360 over all three sources reads the same in PostgreSQL as in SQLite, whose
+/// figures `product::client_360_matches_totals_computed_from_the_rows_and_ignores_deleted_rows`
+/// checks against totals computed from the rows; and the warehouse keeps the schemas.
+#[test]
+fn postgres_client_360_over_three_sources_matches_sqlite() {
+    let Some(pg) = Schema::new("c360") else {
+        return;
+    };
+    let s = Scratch::new();
+    let sqlite = crate::product::shipped(&s, Some(30));
+    let block = "[destination]\nkind = \"sqlite\"";
+    let at = sqlite.find(block).expect("the shipped destination");
+    let end = at + sqlite[at..].find("\n\n").expect("end of the block");
+    let postgres = format!("{}{}{}", &sqlite[..at], pg.destination(), &sqlite[end..]);
+
+    let view = |manifest: &str| -> Vec<serde_json::Value> {
+        s.manifest(manifest);
+        let (run, report) = s.sync(&[]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert!(report.all_complete(), "{report:?}");
+        let out = s.run(&["clients", "--json"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        serde_json::from_str(&out.stdout).expect("clients --json")
+    };
+    let from_sqlite = view(&sqlite);
+    let from_postgres = view(&postgres);
+    assert_eq!(from_sqlite.len(), 30);
+    // Every source contributes: these are not all NULL.
+    for column in [
+        "open_tickets",
+        "worklog_hours",
+        "invoiced",
+        "paid",
+        "expenses",
+        "avg_satisfaction",
+        "contract_monthly_value",
+    ] {
+        assert!(
+            from_sqlite
+                .iter()
+                .any(|r| r[column].as_f64().is_some_and(|x| x > 0.0)),
+            "{column} is never positive"
+        );
+    }
+    for (a, b) in from_sqlite.iter().zip(&from_postgres) {
+        let (a, b) = (a.as_object().expect("row"), b.as_object().expect("row"));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (column, x) in a {
+            let y = &b[column];
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => assert!((x - y).abs() < 1e-6, "{column}: {x} vs {y}"),
+                _ => assert_eq!(x, y, "{column}"),
+            }
+        }
+    }
+    let kept: Vec<(String, String)> =
+        pg.query("SELECT source, stream FROM $schema._tributary_schemas ORDER BY 1, 2");
+    assert!(
+        kept.contains(&("quickbooks".to_string(), "invoices".to_string())),
+        "{kept:?}"
+    );
+}

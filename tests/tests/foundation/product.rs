@@ -10,7 +10,7 @@ use crate::common::{target_dir, workspace, Scratch};
 
 /// The shipped `connectors.toml`, pointed at the debug plugins, with `clients` sample
 /// clients (as shipped when `None`) and the warehouse where `Scratch::warehouse` looks.
-fn shipped(s: &Scratch, clients: Option<u32>) -> String {
+pub(crate) fn shipped(s: &Scratch, clients: Option<u32>) -> String {
     let text = std::fs::read_to_string(workspace().join("connectors.toml")).expect("shipped");
     let mut text = text
         .replace(
@@ -161,6 +161,54 @@ fn the_shipped_manifest_syncs_all_three_sources_of_one_msp_and_a_second_run_move
         invoices.len()
     );
     drop(wh);
+
+    // `tributary quality` measures the same fields from the warehouse alone, declared
+    // fields no record fills included (QuickBooks leaves absent fields out entirely).
+    let run_report: Value =
+        serde_json::from_slice(&std::fs::read(s.path("report.json")).expect("report"))
+            .expect("JSON");
+    let out = s.run(&["quality", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let warehouse: Value = serde_json::from_str(&out.stdout).expect("quality --json");
+    let name = |st: &Value| {
+        format!(
+            "{}.{}",
+            text(st, "/source").unwrap_or_default(),
+            text(st, "/stream").unwrap_or_default()
+        )
+    };
+    let fields = |q: &Value| -> BTreeMap<String, BTreeSet<String>> {
+        q["streams"]
+            .as_array()
+            .expect("streams")
+            .iter()
+            .map(|st| {
+                (
+                    name(st),
+                    st["fields"]
+                        .as_object()
+                        .map(|f| f.keys().cloned().collect())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let (from_run, from_warehouse) = (fields(&run_report["quality"]), fields(&warehouse));
+    // A stream that read nothing has no table: the warehouse cannot report it.
+    assert!(from_warehouse.len() >= 10, "{from_warehouse:?}");
+    let mut unfilled = 0;
+    for (stream, declared) in &from_warehouse {
+        assert_eq!(from_run.get(stream), Some(declared), "{stream}");
+        unfilled += warehouse["streams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|st| name(st) == *stream)
+            .flat_map(|st| st["fields"].as_object().into_iter().flatten())
+            .filter(|(_, share)| share.as_f64() == Some(0.0))
+            .count();
+    }
+    assert!(unfilled > 0, "some declared field is filled by no record");
 
     let (run, report) = s.sync(&[]);
     assert_eq!(run.code, 0, "{}", run.all());

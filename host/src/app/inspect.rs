@@ -1,0 +1,145 @@
+//! `validate`, `plugins`, `spec`, `check` and `discover`: what a manifest and its plugins
+//! say, without syncing anything.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+use super::{build_plan, lock_credentials, only, scan, services, usage, Loaded};
+use crate::plan::Overrides;
+use crate::{runner, sandbox};
+
+/// `validate`: resolves the manifest and its plugins without touching any source.
+pub fn validate(loaded: &Loaded) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let plan = build_plan(loaded, &registry, &Overrides::default())?;
+    println!(
+        "{}: OK ({} source(s), {} enabled; destination {} at {})",
+        loaded.path.display(),
+        loaded.manifest.sources.len(),
+        plan.sources.len(),
+        plan.destination.kind(),
+        plan.destination.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plugins`: the plugins in the plugin directory, and why any was refused.
+pub fn plugins(loaded: &Loaded) -> Result<ExitCode> {
+    let registry = scan(loaded, false)?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(vec!["name", "version", "sdk", "path", "compatible"]);
+    for p in registry.plugins.values() {
+        let info = p.info();
+        table.add_row(vec![
+            info.name.clone(),
+            info.version.clone(),
+            info.sdk_version.clone(),
+            p.path().display().to_string(),
+            "yes".to_string(),
+        ]);
+    }
+    for (path, reason) in &registry.refused {
+        let reason = reason
+            .strip_prefix(&format!("{}: ", path.display()))
+            .unwrap_or(reason)
+            .to_string();
+        table.add_row(vec![
+            "?".into(),
+            "?".into(),
+            "?".into(),
+            path.display().to_string(),
+            format!("no: {reason}"),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `spec`: the config schema of a source's plugin, or of a plugin by name.
+pub fn spec(loaded: &Loaded, name: &str) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let plugin_name = loaded
+        .manifest
+        .sources
+        .get(name)
+        .map(|s| s.plugin.clone())
+        .unwrap_or_else(|| name.to_string());
+    let plugin = registry
+        .plugins
+        .get(&plugin_name)
+        .ok_or_else(|| usage(format!("no source or plugin named `{name}`")))?;
+    let spec = plugin.spec().map_err(|e| anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&spec)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: connects and authenticates every selected source (exit 1 if one fails).
+pub fn check(
+    loaded: &Loaded,
+    source: Option<&String>,
+    cancel: Arc<AtomicBool>,
+) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let mut plan = build_plan(loaded, &registry, &only(source))?;
+    let _locks = lock_credentials(&plan, false)?;
+    let _sandboxes = sandbox::start(&mut plan)?;
+    let services = services(&plan, cancel);
+    let mut ok = true;
+    for s in &plan.sources {
+        match s
+            .plugin
+            .check(&s.config, runner::control_handler(&s.name, &services))
+        {
+            Ok(()) => println!("{}: OK", s.name),
+            Err(e) => {
+                ok = false;
+                println!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `discover`: the catalog of every selected source, as JSON.
+pub fn discover(
+    loaded: &Loaded,
+    source: Option<&String>,
+    cancel: Arc<AtomicBool>,
+) -> Result<ExitCode> {
+    let registry = scan(loaded, true)?;
+    let mut plan = build_plan(loaded, &registry, &only(source))?;
+    let _locks = lock_credentials(&plan, false)?;
+    let _sandboxes = sandbox::start(&mut plan)?;
+    let services = services(&plan, cancel);
+    let mut ok = true;
+    let mut out = serde_json::Map::new();
+    for s in &plan.sources {
+        match s
+            .plugin
+            .discover(&s.config, runner::control_handler(&s.name, &services))
+        {
+            Ok(catalog) => {
+                out.insert(s.name.clone(), serde_json::to_value(&catalog)?);
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
