@@ -72,6 +72,14 @@ enum Command {
     },
     /// Measure data quality from the warehouse alone (exit 3 if a [quality] limit breaks).
     Quality(QualityArgs),
+    /// Create a connector crate (out of tree) from the SDK's template.
+    NewConnector {
+        /// Plugin name: lowercase letters, digits and `-` (e.g. `acme-widgets`).
+        name: String,
+        /// Where to create it (default: ./tributary-<name>).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
 }
 
 /// Makes the manifest's directory the working directory, so that every relative path in
@@ -146,7 +154,28 @@ fn main() -> ExitCode {
     }
 
     let mut cli = cli;
-    let result = app::load_manifest(cli.manifest.as_deref())
+    let result = if let Command::NewConnector { name, path } = &cli.command {
+        // Needs no manifest: it writes a crate, relative to where it is run.
+        app::scaffold::new_connector(name, path.as_deref())
+    } else {
+        run_command(&mut cli, cancel)
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads the manifest, enters its directory and runs the command on it.
+fn run_command(cli: &mut Cli, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
+    app::load_manifest(cli.manifest.as_deref())
         .and_then(|loaded| enter_manifest_dir(&loaded, &mut cli.command).map(|()| loaded))
         .and_then(|loaded| match &cli.command {
             Command::Validate => app::inspect::validate(&loaded),
@@ -163,16 +192,8 @@ fn main() -> ExitCode {
             Command::Clients { clients, json } => app::view::clients(&loaded, clients, *json),
             Command::Quality(args) => app::quality::report(&loaded, args),
             Command::PluginHost(_) => unreachable!("the plugin process returns before this"),
-        });
-    match result {
-        Ok(code) => code,
-        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+            Command::NewConnector { name, path } => {
+                app::scaffold::new_connector(name, path.as_deref())
+            }
+        })
 }

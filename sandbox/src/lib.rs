@@ -1,9 +1,11 @@
 //! Local emulators of the SaaS APIs Tributary reads, for tests, demos and connector
 //! authors: [`quickbooks`] (QuickBooks Online Accounting API v3) and [`superops`]
 //! (SuperOps MSP GraphQL). Each serves real HTTP on loopback from deterministic generated
-//! data and reproduces the documented quirks and failure modes.
+//! data and reproduces the documented quirks and failure modes. [`items`] serves the
+//! example API of the connector template (`tributary new-connector`).
 
 pub mod connect;
+pub mod items;
 pub mod quickbooks;
 pub mod superops;
 

@@ -7,7 +7,8 @@
 //! - [`run`]: `run`, with its report ([`run::RunReport`]);
 //! - [`view`]: `clients` (the `client_360` view);
 //! - [`quality`]: `quality` (the warehouse's data quality);
-//! - [`state`]: `state show` and `state reset`.
+//! - [`state`]: `state show` and `state reset`;
+//! - [`scaffold`]: `new-connector`, a connector crate from the template.
 //!
 //! Commands are the application's edge, so they return `anyhow` errors; a
 //! [`UsageError`] (bad manifest, bad arguments) exits 2, anything else 1.
@@ -31,6 +32,7 @@ use crate::{destination, lock, views};
 pub mod inspect;
 pub mod quality;
 pub mod run;
+pub mod scaffold;
 pub mod state;
 pub mod view;
 

@@ -28,5 +28,7 @@ mod postgres;
 mod product;
 /// Data quality: planted gaps, violations, duplicates and orphans; limits exit 3.
 mod quality;
+/// `new-connector`: a generated crate builds out of tree and syncs through the host.
+mod scaffold;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;
