@@ -3,9 +3,10 @@
 //! process.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tributary_internal_db::sample::SampleSpec;
 
@@ -124,6 +125,74 @@ fn a_memory_blow_up_is_stopped_by_the_limit() {
         &report,
         "exceeded its memory limit of 256 MB (memory_limit_mb)",
     );
+}
+
+#[test]
+fn a_cancel_reaches_the_plugin_process() {
+    let s = Scratch::new();
+    s.manifest(&manifest_with_wreck(&s, "wait", ""));
+    let mut child = s
+        .command(&["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tributary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let pid = child.id().to_string();
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("waiting to be cancelled"))
+    {
+        match lines.recv_timeout(RUN_BOUND) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("the plugin never started waiting: {seen:?}");
+            }
+        }
+    }
+    // SIGTERM to the host alone (not its process group): only the host can tell the
+    // plugin process.
+    let sent = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done.recv_timeout(RUN_BOUND) {
+        Ok(output) => output.expect("tributary runs"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the run did not stop after the signal");
+        }
+    };
+    let stopped_in = sent.elapsed();
+    reader.join().expect("stderr reader");
+    seen.extend(lines.try_iter());
+    let all = seen.join("\n");
+    // Well inside the 30 s a cancelled plugin process gets before it is killed: the
+    // plugin itself saw the cancel.
+    assert!(
+        stopped_in < Duration::from_secs(15),
+        "{stopped_in:?}: {all}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.contains("sync failed") && l.contains("wreck"))
+        .unwrap_or_else(|| panic!("no failure line: {all}"));
+    assert!(line.contains("cancelled by the host"), "{line}");
 }
 
 #[test]
