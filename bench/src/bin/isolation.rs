@@ -140,9 +140,11 @@ fn main() -> Result<()> {
         outside.host_rss,
         outside.plugin_rss.as_deref().unwrap_or("?")
     );
+    let cost = (outside.secs / inside.secs - 1.0) * 100.0;
     println!(
-        "process isolation is {:.1}% slower (best of {} rounds each; target ≤ 15%)",
-        (outside.secs / inside.secs - 1.0) * 100.0,
+        "process isolation: {:.1}% {} than in process (best of {} rounds each; target: at most 15% slower)",
+        cost.abs(),
+        if cost >= 0.0 { "slower" } else { "faster" },
         args.rounds
     );
     Ok(())
