@@ -5,7 +5,8 @@
 //!   only parses the command line.
 //! - [`manifest`] parses `connectors.toml` (serde shape, `${VAR}`, positions of keys) and
 //!   [`plan`] resolves it with the command line into sources ready to run.
-//! - [`loader`] finds plugin libraries (checking their structure before `dlopen`).
+//! - [`loader`] finds plugin libraries (checking their structure before `dlopen`);
+//!   [`isolation`] runs a source's plugin in a process of its own when the manifest asks.
 //! - [`runner`] reads every source through its plugin into one [`destination`], under the
 //!   [`lock`]s that make one process the only writer.
 //! - [`clients`] resolves `--client` to each source's own ids.
@@ -22,6 +23,7 @@ pub mod clients;
 pub mod conformance;
 pub mod credentials;
 pub mod destination;
+pub mod isolation;
 pub mod loader;
 pub mod lock;
 pub mod manifest;

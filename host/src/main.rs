@@ -55,6 +55,9 @@ enum Command {
     Run(RunArgs),
     /// Check one source's connector against the invariants every connector must keep.
     Conformance(tributary::conformance::ConformanceArgs),
+    /// Runs one plugin call in this process for a host (`isolation = "process"`).
+    #[command(hide = true)]
+    PluginHost(tributary::isolation::PluginHostArgs),
     /// Print `client_360`: one row per client across the sources (SQLite or PostgreSQL).
     Clients {
         /// Only this client, by id or name (repeatable).
@@ -124,6 +127,9 @@ fn limit_malloc_arenas() {}
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    if let Command::PluginHost(args) = &cli.command {
+        return tributary::isolation::plugin_host(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -191,6 +197,8 @@ fn run_command(cli: &mut Cli, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
                 tributary::conformance::command(&loaded.manifest, &loaded.dir, args)
                     .map_err(|e| app::usage(e.to_string()))
             }
+            // Answered in `main` before any manifest is read.
+            Command::PluginHost(_) => Err(app::usage("plugin-host is run by the host itself")),
             Command::NewConnector { name, path } => {
                 app::scaffold::new_connector(name, path.as_deref())
             }

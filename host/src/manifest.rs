@@ -251,6 +251,18 @@ pub struct SourceSection {
     pub clients: Option<Vec<String>>,
     /// Polling interval for `watch`, e.g. `"30s"` (1–60 s).
     pub interval: Option<String>,
+    /// `"in-process"` (default) or `"process"`: run the plugin in a child process, so
+    /// that its crash, hang or memory blow-up fails this source only.
+    #[serde(default)]
+    pub isolation: crate::isolation::IsolationMode,
+    /// With `isolation = "process"`: seconds a call may go without a message from the
+    /// plugin before its process is killed (default 300).
+    #[schemars(range(min = 1))]
+    pub call_timeout_secs: Option<u64>,
+    /// With `isolation = "process"`: address-space limit of the plugin process, in MiB
+    /// (default: none).
+    #[schemars(range(min = 1))]
+    pub memory_limit_mb: Option<u64>,
     /// Passed to the plugin as its config (checked against the plugin's `spec()`).
     #[serde(default = "empty_table")]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]

@@ -9,6 +9,7 @@ use tributary_sdk::host::Plugin;
 use tributary_sdk::Window;
 
 use crate::credentials::Credentials;
+use crate::isolation::{self, SourcePlugin};
 use crate::loader::{self, Registry};
 use crate::manifest::{self, toml_to_json, Manifest, SourceSection};
 
@@ -34,8 +35,8 @@ pub struct Overrides {
 pub struct SourcePlan {
     /// Name in the manifest.
     pub name: String,
-    /// The loaded plugin.
-    pub plugin: Plugin,
+    /// The loaded plugin, run in process or in a plugin process (`isolation`).
+    pub plugin: SourcePlugin,
     /// Config for the plugin (manifest config with stored credentials merged over it).
     pub config: serde_json::Value,
     /// Streams the manifest (and `--stream`) select; `None` = all.
@@ -452,6 +453,17 @@ pub fn build(
                 } else {
                     "plugin"
                 };
+                errors.push(format!("{}: {e}", at(&["sources", name, key])));
+                continue;
+            }
+        };
+        let plugin = match isolation::from_manifest(
+            section.isolation,
+            section.call_timeout_secs,
+            section.memory_limit_mb,
+        ) {
+            Ok(isolation) => SourcePlugin::new(plugin, isolation),
+            Err((key, e)) => {
                 errors.push(format!("{}: {e}", at(&["sources", name, key])));
                 continue;
             }

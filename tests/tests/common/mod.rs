@@ -169,12 +169,7 @@ impl Scratch {
         full.push(&report_str);
         full.extend_from_slice(args);
         let run = self.run(&full);
-        let report = std::fs::read(&report)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(Report::from_json)
-            .unwrap_or_default();
-        (run, report)
+        (run, Report::read(&report))
     }
 
     pub fn warehouse(&self) -> rusqlite::Connection {
@@ -192,6 +187,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report a `run --report <path>` wrote (empty when there is none).
+    pub fn read(path: &Path) -> Report {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(Report::from_json)
+            .unwrap_or_default()
+    }
+
     fn from_json(v: serde_json::Value) -> Report {
         let mut streams = BTreeMap::new();
         let mut deleted = BTreeMap::new();

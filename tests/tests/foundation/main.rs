@@ -14,6 +14,8 @@ mod deletions;
 mod hardening;
 /// Sync of the internal database into SQLite and JSONL: incremental, limits, windows.
 mod internal_db;
+/// `isolation = "process"`: crashing, hung and greedy plugins; parity with in-process.
+mod isolation;
 /// Manifests that must be refused with a clear error and nothing written.
 mod manifest_errors;
 /// Runs narrowed by client or dates never skip rows for the next plain run.
