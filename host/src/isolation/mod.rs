@@ -88,6 +88,38 @@ pub struct SourcePlugin {
     isolation: Isolation,
 }
 
+/// The conformance kit calls a source's plugin as a run would: in its child process when
+/// the source is isolated.
+impl tributary_sdk::testkit::Subject for SourcePlugin {
+    fn name(&self) -> String {
+        self.info().name.clone()
+    }
+    fn spec(&self) -> Result<serde_json::Value, ConnectorError> {
+        SourcePlugin::spec(self)
+    }
+    fn check(
+        &self,
+        config: &serde_json::Value,
+        handler: Arc<dyn HostHandler>,
+    ) -> Result<(), ConnectorError> {
+        SourcePlugin::check(self, config, handler)
+    }
+    fn discover(
+        &self,
+        config: &serde_json::Value,
+        handler: Arc<dyn HostHandler>,
+    ) -> Result<Catalog, ConnectorError> {
+        SourcePlugin::discover(self, config, handler)
+    }
+    fn read(
+        &self,
+        request: &ReadRequest,
+        handler: Arc<dyn HostHandler>,
+    ) -> Result<(), ConnectorError> {
+        SourcePlugin::read(self, request, handler)
+    }
+}
+
 impl SourcePlugin {
     /// `plugin` run as `isolation` says.
     pub fn new(plugin: Plugin, isolation: Isolation) -> Self {
