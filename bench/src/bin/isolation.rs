@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use tributary_bench::{build_release, workspace};
-use tributary_internal_db::sample::{self, SampleSpec};
 
 #[derive(Parser)]
 struct Args {
@@ -92,20 +91,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| workspace().join("target/bench-isolation"));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("source.db");
-    let url = format!("sqlite:{}", db.display());
-    let per_client = 500;
-    let spec = SampleSpec {
-        service_history_per_client: per_client,
-        satisfaction_scores_per_client: 0,
-        communication_engagement_per_client: 0,
-        contracts_per_client: 0,
-        ..SampleSpec::with_clients(args.rows.div_ceil(per_client), 42)
-    };
-    let _ = std::fs::remove_file(&db);
-    let counts = tokio::runtime::Runtime::new()?
-        .block_on(sample::generate(&url, &spec))
-        .context("generating sample data")?;
-    let rows = counts.get("service_history").copied().unwrap_or(0) as f64;
+    let rows = tributary_bench::service_history_source(&db, args.rows)? as f64;
     println!("generated {rows} service_history rows");
 
     let mut best: [Option<Sync>; 2] = [None, None];

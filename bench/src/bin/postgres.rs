@@ -21,7 +21,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tributary_bench::{build_release, run_tributary, workspace};
-use tributary_internal_db::sample::{self, SampleSpec};
 
 #[derive(Parser)]
 struct Args {
@@ -74,21 +73,8 @@ fn main() -> Result<()> {
 
     // The source: the same 1M internal rows as the pipeline benchmark.
     let db = dir.join("source.db");
-    let source_url = format!("sqlite:{}", db.display());
-    let per_client = 500;
-    let spec = SampleSpec {
-        service_history_per_client: per_client,
-        satisfaction_scores_per_client: 0,
-        communication_engagement_per_client: 0,
-        contracts_per_client: 0,
-        ..SampleSpec::with_clients(args.rows.div_ceil(per_client), 42)
-    };
-    let _ = std::fs::remove_file(&db);
     let t = Instant::now();
-    let counts = tokio::runtime::Runtime::new()?
-        .block_on(sample::generate(&source_url, &spec))
-        .context("generating sample data")?;
-    let rows = counts.get("service_history").copied().unwrap_or(0);
+    let rows = tributary_bench::service_history_source(&db, args.rows)?;
     println!(
         "generated {rows} service_history rows in {:.1}s",
         t.elapsed().as_secs_f64()
