@@ -8,6 +8,9 @@
 //! cargo run --release -p tributary-bench --bin isolation -- --rows 1000000 --rounds 3
 //! ```
 
+#[path = "../source.rs"]
+mod source;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -91,7 +94,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(|| workspace().join("target/bench-isolation"));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("source.db");
-    let rows = tributary_bench::service_history_source(&db, args.rows)? as f64;
+    let rows = source::service_history_source(&db, args.rows)? as f64;
     println!("generated {rows} service_history rows");
 
     let mut best: [Option<Sync>; 2] = [None, None];

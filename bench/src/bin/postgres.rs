@@ -14,6 +14,9 @@
 //! cargo run --release -p tributary-bench --bin postgres -- --rows 1000000
 //! ```
 
+#[path = "../source.rs"]
+mod source;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -74,7 +77,7 @@ fn main() -> Result<()> {
     // The source: the same 1M internal rows as the pipeline benchmark.
     let db = dir.join("source.db");
     let t = Instant::now();
-    let rows = tributary_bench::service_history_source(&db, args.rows)?;
+    let rows = source::service_history_source(&db, args.rows)?;
     println!(
         "generated {rows} service_history rows in {:.1}s",
         t.elapsed().as_secs_f64()
