@@ -55,14 +55,12 @@
 //!
 //!     async fn discover(&self, _config: Value, _out: Emitter) -> Result<Catalog, ConnectorError> {
 //!         Ok(Catalog {
-//!             streams: vec![StreamDescriptor {
-//!                 name: "numbers".into(),
-//!                 json_schema: json!({"type": "object",
-//!                                     "properties": {"n": {"type": "integer"}}}),
-//!                 primary_key: vec!["n".into()],
-//!                 cursor_field: Some("n".into()),
-//!                 sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
-//!             }],
+//!             streams: vec![StreamDescriptor::incremental(
+//!                 "numbers",
+//!                 json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+//!                 &["n"],
+//!                 "n",
+//!             )],
 //!         })
 //!     }
 //!

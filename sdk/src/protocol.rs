@@ -72,6 +72,14 @@ pub struct StreamDescriptor {
     pub cursor_field: Option<String>,
     /// Modes the stream supports.
     pub sync_modes: Vec<SyncMode>,
+    /// The field a client filter (`--client`, `[sources.x] clients`) matches; absent when
+    /// the filter does not narrow this stream (it is then read whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_field: Option<String>,
+    /// The field the date window (`start`/`end`) applies to; absent when the window does
+    /// not narrow this stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_field: Option<String>,
 }
 
 impl StreamDescriptor {
@@ -83,6 +91,8 @@ impl StreamDescriptor {
             primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
             cursor_field: None,
             sync_modes: vec![SyncMode::FullRefresh],
+            client_field: None,
+            window_field: None,
         }
     }
 
@@ -91,8 +101,33 @@ impl StreamDescriptor {
         StreamDescriptor {
             cursor_field: Some(cursor.to_string()),
             sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
+            window_field: Some(cursor.to_string()),
             ..StreamDescriptor::full_refresh(name, json_schema, primary_key)
         }
+    }
+
+    /// The field a client filter matches (see [`StreamDescriptor::client_field`]).
+    pub fn client_field(mut self, field: &str) -> Self {
+        self.client_field = Some(field.to_string());
+        self
+    }
+
+    /// The field the date window applies to, when it is not the cursor (see
+    /// [`StreamDescriptor::window_field`]); `None` when the window does not apply.
+    pub fn window_field(mut self, field: Option<&str>) -> Self {
+        self.window_field = field.map(str::to_string);
+        self
+    }
+}
+
+impl Catalog {
+    /// The stream names, comma-separated, for messages.
+    pub fn stream_names(&self) -> String {
+        self.streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

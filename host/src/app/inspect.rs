@@ -9,8 +9,9 @@ use anyhow::{anyhow, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 use super::{build_plan, lock_credentials, only, scan, services, usage, Loaded};
-use crate::plan::Overrides;
+use crate::plan::{Overrides, SourcePlan};
 use crate::{runner, sandbox};
+use tributary_sdk::host::HostHandler;
 
 /// `validate`: resolves the manifest and its plugins without touching any source.
 pub fn validate(loaded: &Loaded) -> Result<ExitCode> {
@@ -84,29 +85,17 @@ pub fn check(
     source: Option<&String>,
     cancel: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
-    let registry = scan(loaded, true)?;
-    let mut plan = build_plan(loaded, &registry, &only(source))?;
-    let _locks = lock_credentials(&plan, false)?;
-    let _sandboxes = sandbox::start(&mut plan)?;
-    let services = services(&plan, cancel);
-    let mut ok = true;
-    for s in &plan.sources {
-        match s
-            .plugin
-            .check(&s.config, runner::control_handler(&s.name, &services))
-        {
+    let ok = each_source(loaded, source, cancel, |s, handler| {
+        match s.plugin.check(&s.config, handler) {
             Ok(()) => println!("{}: OK", s.name),
             Err(e) => {
-                ok = false;
                 println!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
+                return Ok(false);
             }
         }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+        Ok(true)
+    })?;
+    Ok(exit_code(ok))
 }
 
 /// `discover`: the catalog of every selected source, as JSON.
@@ -115,31 +104,45 @@ pub fn discover(
     source: Option<&String>,
     cancel: Arc<AtomicBool>,
 ) -> Result<ExitCode> {
+    let mut out = serde_json::Map::new();
+    let ok = each_source(loaded, source, cancel, |s, handler| {
+        match s.plugin.discover(&s.config, handler) {
+            Ok(catalog) => out.insert(s.name.clone(), serde_json::to_value(&catalog)?),
+            Err(e) => {
+                eprintln!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
+                return Ok(false);
+            }
+        };
+        Ok(true)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(exit_code(ok))
+}
+
+/// Calls `call` for every selected source with its handler, credentials locked and
+/// sandboxes up; whether every call said it succeeded.
+fn each_source(
+    loaded: &Loaded,
+    source: Option<&String>,
+    cancel: Arc<AtomicBool>,
+    mut call: impl FnMut(&SourcePlan, Arc<dyn HostHandler>) -> Result<bool>,
+) -> Result<bool> {
     let registry = scan(loaded, true)?;
     let mut plan = build_plan(loaded, &registry, &only(source))?;
     let _locks = lock_credentials(&plan, false)?;
     let _sandboxes = sandbox::start(&mut plan)?;
     let services = services(&plan, cancel);
     let mut ok = true;
-    let mut out = serde_json::Map::new();
     for s in &plan.sources {
-        match s
-            .plugin
-            .discover(&s.config, runner::control_handler(&s.name, &services))
-        {
-            Ok(catalog) => {
-                out.insert(s.name.clone(), serde_json::to_value(&catalog)?);
-            }
-            Err(e) => {
-                ok = false;
-                eprintln!("{}: FAILED ({}): {}", s.name, e.kind, e.message);
-            }
-        }
+        ok &= call(s, runner::control_handler(&s.name, &services))?;
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if ok {
+    Ok(ok)
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }

@@ -178,12 +178,7 @@ pub fn run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
                         )
                     },
                     source.plugin.info().name,
-                    catalog
-                        .streams
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    catalog.stream_names()
                 )),
                 Ok(configured) => {
                     prepared.push(PreparedSource {

@@ -54,12 +54,7 @@ pub fn select_streams(
                         .collect::<Vec<_>>()
                         .join(", "),
                     source.plugin.info().name,
-                    catalog
-                        .streams
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    catalog.stream_names()
                 ));
             }
             list.clone()

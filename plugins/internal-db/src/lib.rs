@@ -97,9 +97,7 @@ impl Connector for InternalDb {
     async fn discover(&self, config: Value, _out: Emitter) -> Result<Catalog, ConnectorError> {
         // The schema is the crate's own, so the catalog needs no connection.
         Config::parse(config)?;
-        Ok(Catalog {
-            streams: streams::ALL.iter().map(|s| s.descriptor()).collect(),
-        })
+        Ok(streams::declared().catalog())
     }
 
     async fn read(&self, request: ReadRequest, out: Emitter) -> Result<(), ConnectorError> {

@@ -15,15 +15,15 @@
 //! a pass is due, a keys-only pass follows the read. Either way the stream's checkpoint
 //! after the snapshot's completion records when the listing started.
 
-use std::time::Instant;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tributary_sdk::toolkit::ReconcileEvery;
+
+use tributary_sdk::toolkit::{Driver, ReconcileEvery, StreamError, StreamRun};
 use tributary_sdk::{ConnectorError, Coverage, Emitter, ReadRequest, Record, SyncMode, Window};
 
 use crate::client::{Db, PoolSettings};
@@ -154,15 +154,60 @@ pub(crate) async fn open(config: &Config) -> Result<Db> {
     Db::open(&config.url, &pool_settings(config)).await
 }
 
-/// `read` of the connector.
+/// `read` of the connector: the streams one after another, through the SDK's driver.
 pub(crate) async fn read(request: ReadRequest, out: Emitter) -> Result<(), ConnectorError> {
     let config = Config::parse(request.config.clone())?;
     let bounds = Bounds::from_window(&request.window)?;
     let db = open(&config).await?;
     tracing::info!(url = %db.redacted_url(), dialect = db.dialect().name(), "reading");
-    let result = read_streams(&db, &config, &request, &bounds, &out).await;
+    let shared = Arc::new(Shared {
+        db: db.clone(),
+        config,
+        bounds,
+        window: request.window.clone(),
+    });
+    let result = Driver::sequential()
+        .run(&streams::declared(), &request, &out, |run| {
+            let (shared, out) = (shared.clone(), out.clone());
+            async move {
+                let Shared {
+                    db,
+                    config,
+                    bounds,
+                    window,
+                } = &*shared;
+                let saved = saved_state(&run).map_err(|e| Stop::Source(e.into()))?;
+                let stream = StreamRead {
+                    def: run.definition,
+                    soft_delete: config.soft_delete_column(&run.name).map(str::to_string),
+                    deletions: Deletions::decide(
+                        run.mode,
+                        window,
+                        config.reconcile_every,
+                        saved.reconciled_at,
+                        chrono::Utc::now(),
+                    ),
+                    saved,
+                };
+                let parallel = config.parallel_pages.min(config.pool_size);
+                let records = stream
+                    .run(db, bounds, config.page_size, parallel, &out)
+                    .await?;
+                tracing::info!(stream = %run.name, records, "stream read");
+                Ok::<(), Stop>(())
+            }
+        })
+        .await;
     db.close().await;
     result
+}
+
+/// What every stream of one read uses.
+struct Shared {
+    db: Db,
+    config: Config,
+    bounds: Bounds,
+    window: Window,
 }
 
 /// Why a stream stopped.
@@ -173,85 +218,27 @@ pub(crate) enum Stop {
     Host(ConnectorError),
 }
 
-async fn read_streams(
-    db: &Db,
-    config: &Config,
-    request: &ReadRequest,
-    bounds: &Bounds,
-    out: &Emitter,
-) -> Result<(), ConnectorError> {
-    for configured in &request.catalog.streams {
-        let name = configured.name.as_str();
-        let Some(def) = streams::find(name) else {
-            out.stream_incomplete(
-                name,
-                &ConnectorError::config(format!(
-                    "unknown stream {name}; internal-db has {}",
-                    streams::ALL.map(|s| s.name).join(", ")
-                )),
-            );
-            continue;
-        };
-        out.check_cancelled()?;
-        let saved = match configured.sync_mode {
-            SyncMode::FullRefresh => Saved::default(),
-            SyncMode::Incremental => match saved_state(request, name) {
-                Ok(saved) => saved,
-                Err(e) => {
-                    out.stream_incomplete(name, &e.into());
-                    continue;
-                }
-            },
-        };
-        out.stream_started(name);
-        let started = Instant::now();
-        let stream = StreamRead {
-            def,
-            soft_delete: config.soft_delete_column(name).map(str::to_string),
-            deletions: Deletions::decide(
-                configured.sync_mode,
-                &request.window,
-                config.reconcile_every,
-                saved.reconciled_at,
-                chrono::Utc::now(),
-            ),
-            saved,
-        };
-        match stream
-            .run(
-                db,
-                bounds,
-                config.page_size,
-                config.parallel_pages.min(config.pool_size),
-                out,
-            )
-            .await
-        {
-            Ok(records) => {
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(stream = name, records, secs, "stream complete");
-                out.stream_complete(name);
-            }
-            Err(Stop::Source(e)) => {
-                tracing::warn!(stream = name, error = %e, "stream incomplete");
-                out.stream_incomplete(name, &e);
-            }
-            Err(Stop::Host(e)) => {
-                out.stream_incomplete(name, &e);
-                return Err(e);
-            }
+impl From<Stop> for ConnectorError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Source(e) | Stop::Host(e) => e,
         }
     }
-    Ok(())
 }
 
-/// The saved state of `stream`, normalized (timestamps to canonical text).
-fn saved_state(request: &ReadRequest, stream: &str) -> Result<Saved> {
+impl StreamError for Stop {
+    fn is_fatal(&self) -> bool {
+        matches!(self, Stop::Host(_))
+    }
+}
+
+/// The saved state of a stream, normalized (timestamps to canonical text).
+fn saved_state(run: &StreamRun<&'static StreamDef>) -> Result<Saved> {
     let state_error = |reason: String| Error::State {
-        stream: stream.to_string(),
+        stream: run.name.clone(),
         reason,
     };
-    let Some(value) = request.state.get(stream).filter(|v| !v.is_null()) else {
+    let Some(value) = &run.state else {
         return Ok(Saved::default());
     };
     let cp: Checkpoint =
@@ -548,22 +535,21 @@ mod tests {
 
     #[test]
     fn saved_state_needs_both_halves_of_the_position() {
-        let request = |state: serde_json::Value| ReadRequest {
-            config: json!({}),
-            catalog: Default::default(),
-            state: [("contracts".to_string(), state)].into(),
-            window: Window::default(),
+        let run = |state: serde_json::Value| StreamRun {
+            name: "contracts".to_string(),
+            definition: crate::streams::find("contracts").expect("declared"),
+            mode: SyncMode::Incremental,
+            state: Some(state),
         };
-        let saved = saved_state(
-            &request(json!({"updated_at": "2024-01-01T02:00:00+02:00", "id": 3})),
-            "contracts",
-        )
+        let saved = saved_state(&run(
+            json!({"updated_at": "2024-01-01T02:00:00+02:00", "id": 3}),
+        ))
         .expect("valid");
         assert_eq!(
             saved.position,
             Some(("2024-01-01T00:00:00.000000Z".to_string(), 3))
         );
-        let e = saved_state(&request(json!({"id": 3})), "contracts").expect_err("half");
+        let e = saved_state(&run(json!({"id": 3}))).expect_err("half");
         assert!(e.to_string().contains("go together"), "{e}");
     }
 

@@ -125,6 +125,12 @@ impl Error {
     }
 }
 
+impl tributary_sdk::toolkit::StreamError for Error {
+    fn is_fatal(&self) -> bool {
+        Error::is_fatal(self)
+    }
+}
+
 impl From<Error> for ConnectorError {
     fn from(e: Error) -> Self {
         match e {

@@ -23,8 +23,10 @@ pub mod streams;
 pub mod time;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
+use tributary_sdk::toolkit::Driver;
 use tributary_sdk::{Catalog, Connector, ConnectorError, ConnectorInfo, Emitter, ReadRequest};
 
 use crate::config::Config;
@@ -63,40 +65,32 @@ impl Connector for SuperOps {
 
     async fn discover(&self, config: Value, _out: Emitter) -> Result<Catalog, ConnectorError> {
         Config::from_value(config)?;
-        Ok(schema::catalog())
+        Ok(schema::declared().catalog())
     }
 
     async fn read(&self, request: ReadRequest, out: Emitter) -> Result<(), ConnectorError> {
         let config = Config::from_value(request.config.clone())?;
         let client = client::Client::new(&config)?;
-        let ctx = streams::Ctx::new(client.clone(), config, request.window.clone(), out.clone());
-        let mut first_failure: Option<ConnectorError> = None;
-        for s in &request.catalog.streams {
-            out.stream_started(&s.name);
-            match streams::read_stream(&ctx, &s.name, s.sync_mode, &request).await {
-                Ok(()) => out.stream_complete(&s.name),
-                Err(e) => {
-                    let fatal = e.is_fatal();
-                    let ce = ConnectorError::from(e);
-                    tracing::error!("stream {} failed: {}", s.name, ce.message);
-                    out.stream_incomplete(&s.name, &ce);
-                    if fatal {
-                        return Err(ce);
-                    }
-                    first_failure.get_or_insert(ce);
-                }
-            }
-        }
+        let ctx = Arc::new(streams::Ctx::new(
+            client.clone(),
+            config,
+            request.window.clone(),
+            out.clone(),
+        ));
+        // One stream at a time: the scans inside a stream already use the whole budget.
+        let result = Driver::sequential()
+            .run(&schema::declared(), &request, &out, |run| {
+                let ctx = ctx.clone();
+                async move { streams::read_stream(&ctx, run).await }
+            })
+            .await;
         tracing::info!(
             requests = client.stats().requests.load(Ordering::Relaxed),
             throttled = client.stats().throttled.load(Ordering::Relaxed),
             retried = client.stats().retried.load(Ordering::Relaxed),
             "superops read finished"
         );
-        match first_failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        result
     }
 }
 

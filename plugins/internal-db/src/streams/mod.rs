@@ -8,7 +8,8 @@ mod satisfaction_scores;
 mod service_history;
 
 use serde_json::{json, Map, Value};
-use tributary_sdk::{StreamDescriptor, SyncMode};
+use tributary_sdk::toolkit::Streams;
+use tributary_sdk::StreamDescriptor;
 
 /// How a column is stored and how it appears in a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,16 +134,19 @@ impl StreamDef {
         })
     }
 
-    /// The catalog entry.
+    /// The catalog entry: incremental by `updated_at`, which the window also filters.
     pub fn descriptor(&self) -> StreamDescriptor {
-        StreamDescriptor {
-            name: self.name.into(),
-            json_schema: self.json_schema(),
-            primary_key: vec![PRIMARY_KEY.into()],
-            cursor_field: Some(CURSOR.into()),
-            sync_modes: vec![SyncMode::FullRefresh, SyncMode::Incremental],
-        }
+        StreamDescriptor::incremental(self.name, self.json_schema(), &[PRIMARY_KEY], CURSOR)
+            .client_field(self.client_column)
     }
+}
+
+/// Every stream, declared once: `discover`'s catalog and `read`'s lookup.
+pub fn declared() -> Streams<&'static StreamDef> {
+    ALL.iter()
+        .fold(Streams::new("internal-db"), |streams, def| {
+            streams.with(def.descriptor(), *def)
+        })
 }
 
 #[cfg(test)]

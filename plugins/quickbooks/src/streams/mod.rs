@@ -12,10 +12,11 @@ pub mod report;
 mod seek;
 pub mod state;
 
-use tributary_sdk::{Catalog, Emitter, StreamDescriptor, SyncMode, Window};
+use tributary_sdk::toolkit::Streams;
+use tributary_sdk::{Catalog, Emitter, StreamDescriptor, Window};
 
 use crate::client::Client;
-use crate::config::Config;
+use crate::config::{Config, WindowField};
 use crate::error::Result;
 use crate::schema;
 
@@ -135,47 +136,46 @@ pub enum StreamKind {
     Deleted,
 }
 
-/// Looks a stream up by name.
-pub fn find(name: &str) -> Option<StreamKind> {
-    match name {
-        TRANSACTION_LIST => Some(StreamKind::Report),
-        DELETED_OBJECTS => Some(StreamKind::Deleted),
-        _ => ENTITY_STREAMS
-            .iter()
-            .find(|s| s.name == name)
-            .copied()
-            .map(StreamKind::Entity),
+/// Every stream, declared once: `discover`'s catalog and `read`'s lookup both come from
+/// here. `window` says which field the date window filters (a config setting).
+pub fn declared(window: WindowField) -> Streams<StreamKind> {
+    let updated = "MetaData.LastUpdatedTime";
+    let mut streams = Streams::new("quickbooks");
+    for s in ENTITY_STREAMS {
+        let descriptor =
+            StreamDescriptor::incremental(s.name, schema::for_stream(s.name), &["Id"], updated)
+                .window_field(Some(match window {
+                    WindowField::TxnDate if !s.list => "TxnDate",
+                    _ => updated,
+                }));
+        let descriptor = match s.client {
+            ClientField::None => descriptor,
+            ClientField::CustomerRef => descriptor.client_field("CustomerRef.value"),
+            ClientField::Id => descriptor.client_field("Id"),
+        };
+        streams = streams.with(descriptor, StreamKind::Entity(*s));
     }
+    let report = StreamDescriptor::incremental(
+        TRANSACTION_LIST,
+        schema::for_stream(TRANSACTION_LIST),
+        &["txn_type", "txn_type_id"],
+        "tx_date",
+    )
+    .client_field("name_id");
+    let deleted = StreamDescriptor::incremental(
+        DELETED_OBJECTS,
+        schema::for_stream(DELETED_OBJECTS),
+        &["entity", "Id"],
+        updated,
+    );
+    streams
+        .with(report, StreamKind::Report)
+        .with(deleted, StreamKind::Deleted)
 }
 
 /// The catalog `discover` returns.
-pub fn catalog() -> Catalog {
-    let both = vec![SyncMode::FullRefresh, SyncMode::Incremental];
-    let mut streams: Vec<StreamDescriptor> = ENTITY_STREAMS
-        .iter()
-        .map(|s| StreamDescriptor {
-            name: s.name.to_string(),
-            json_schema: schema::for_stream(s.name),
-            primary_key: vec!["Id".into()],
-            cursor_field: Some("MetaData.LastUpdatedTime".into()),
-            sync_modes: both.clone(),
-        })
-        .collect();
-    streams.push(StreamDescriptor {
-        name: TRANSACTION_LIST.into(),
-        json_schema: schema::for_stream(TRANSACTION_LIST),
-        primary_key: vec!["txn_type".into(), "txn_type_id".into()],
-        cursor_field: Some("tx_date".into()),
-        sync_modes: both.clone(),
-    });
-    streams.push(StreamDescriptor {
-        name: DELETED_OBJECTS.into(),
-        json_schema: schema::for_stream(DELETED_OBJECTS),
-        primary_key: vec!["entity".into(), "Id".into()],
-        cursor_field: Some("MetaData.LastUpdatedTime".into()),
-        sync_modes: both,
-    });
-    Catalog { streams }
+pub fn catalog(window: WindowField) -> Catalog {
+    declared(window).catalog()
 }
 
 /// What every stream reader gets.

@@ -17,6 +17,12 @@ pub enum Shape {
     Worklogs,
 }
 
+/// Reads the client (account id) of a row.
+pub type ClientOf = fn(&RowView) -> Option<String>;
+
+/// Reads the business date of a row.
+pub type DateOf = fn(&RowView) -> Option<&str>;
+
 /// A list stream.
 #[derive(Debug)]
 pub struct StreamDef {
@@ -28,18 +34,21 @@ pub struct StreamDef {
     pub arg_type: &'static str,
     /// Key of the row list in the result.
     pub list_key: &'static str,
-    /// Selection of one row.
-    pub selection: &'static str,
+    /// The fields of one row, in the notation of [`crate::schema`]: the GraphQL
+    /// selection with each top-level field's type (`name:type`, `str` when omitted).
+    /// Both the query's selection and the stream's JSON Schema come from it.
+    pub fields: &'static str,
     /// Argument shape.
     pub shape: Shape,
     /// Attribute full scans sort by (ascending), where the API is known to accept one.
     pub sort: Option<&'static str>,
     /// Primary key field (a top-level ID).
     pub pk: fn(&RowView) -> Option<String>,
-    /// The client (account id) a row belongs to; `None` when not client-scoped.
-    pub client: Option<fn(&RowView) -> Option<String>>,
-    /// The business date the window's start/end apply to, if any.
-    pub date: Option<fn(&RowView) -> Option<&str>>,
+    /// The client (account id) a row belongs to, where it is read from and how; `None`
+    /// when not client-scoped.
+    pub client: Option<(&'static str, ClientOf)>,
+    /// The business date the window's start/end apply to, if any: its field and value.
+    pub date: Option<(&'static str, DateOf)>,
 }
 
 fn client_account(v: &RowView) -> Option<String> {
@@ -55,9 +64,6 @@ fn alert_client(v: &RowView) -> Option<String> {
     )
 }
 
-/// Tickets' selection: every documented field, SLA fields included.
-pub const TICKET_FIELDS: &str = "ticketId displayId subject ticketType requestType source client site requester additionalRequester followers techGroup technician status priority impact urgency category subcategory cause subcause resolutionCode sla createdTime updatedTime firstResponseDueTime firstResponseTime firstResponseViolated resolutionDueTime resolutionTime resolutionViolated customFields worklogTimespent";
-
 /// The list streams, in catalog order.
 pub const STREAMS: &[StreamDef] = &[
     StreamDef {
@@ -65,23 +71,23 @@ pub const STREAMS: &[StreamDef] = &[
         root: "getTicketList",
         arg_type: "ListInfoInput!",
         list_key: "tickets",
-        selection: TICKET_FIELDS,
+        fields: "ticketId:id displayId subject ticketType requestType source client:json site:json requester:json additionalRequester:json followers:json techGroup:json technician:json status priority impact urgency category subcategory cause subcause resolutionCode sla:json createdTime:time updatedTime:time firstResponseDueTime:time firstResponseTime:time firstResponseViolated:bool resolutionDueTime:time resolutionTime:time resolutionViolated:bool customFields:json worklogTimespent:money",
         shape: Shape::ListInfo,
         sort: Some("createdTime"),
         pk: |v| v.ticket_id.clone(),
-        client: Some(client_account),
-        date: Some(|v| v.updated_time.as_deref()),
+        client: Some(("client.accountId", client_account)),
+        date: Some(("updatedTime", |v| v.updated_time.as_deref())),
     },
     StreamDef {
         name: "clients",
         root: "getClientList",
         arg_type: "ListInfoInput!",
         list_key: "clients",
-        selection: "accountId name stage status emailDomains accountManager primaryContact secondaryContact hqSite technicianGroups customFields",
+        fields: "accountId:id name stage status emailDomains:list accountManager:json primaryContact:json secondaryContact:json hqSite:json technicianGroups:json customFields:json",
         shape: Shape::ListInfo,
         sort: None,
         pk: |v| v.account_id.clone(),
-        client: Some(|v| v.account_id.clone()),
+        client: Some(("accountId", |v| v.account_id.clone())),
         date: None,
     },
     StreamDef {
@@ -89,11 +95,11 @@ pub const STREAMS: &[StreamDef] = &[
         root: "getClientSiteList",
         arg_type: "GetClientSiteListInput!",
         list_key: "sites",
-        selection: "id name client hq timezoneCode working24x7 businessHour { day start end } holidayList { id name } line1 line2 line3 city postalCode countryCode stateCode contactNumber",
+        fields: "id:id name client:json hq:bool timezoneCode working24x7:bool businessHour:list { day start end } holidayList:list { id name } line1 line2 line3 city postalCode countryCode stateCode contactNumber",
         shape: Shape::Sites,
         sort: None,
         pk: |v| v.id.clone(),
-        client: Some(client_account),
+        client: Some(("client.accountId", client_account)),
         date: None,
     },
     StreamDef {
@@ -101,7 +107,7 @@ pub const STREAMS: &[StreamDef] = &[
         root: "getClientContractList",
         arg_type: "ListInfoInput",
         list_key: "clientContracts",
-        selection: "contractId client startDate endDate contractStatus contract { contractId name description contractType billableContract { chargeItem frequencyType billableSiteType sellingPrice { model details { value afterHoursValue } } recurringContract { nextBillDate } } }",
+        fields: "contractId:id client:json startDate:date endDate:date contractStatus contract:json { contractId name description contractType billableContract { chargeItem frequencyType billableSiteType sellingPrice { model details { value afterHoursValue } } recurringContract { nextBillDate } } }",
         shape: Shape::ListInfo,
         sort: None,
         pk: |v| {
@@ -112,7 +118,7 @@ pub const STREAMS: &[StreamDef] = &[
                 Some(tributary_sdk::Record::composite_key(&[c, k, v.start_date.clone().unwrap_or_default()]))
             })
         },
-        client: Some(client_account),
+        client: Some(("client.accountId", client_account)),
         date: None,
     },
     StreamDef {
@@ -120,7 +126,7 @@ pub const STREAMS: &[StreamDef] = &[
         root: "getTechnicianList",
         arg_type: "ListInfoInput!",
         list_key: "userList",
-        selection: "userId firstName lastName name email contactNumber designation businessFunction team reportingManager role groups",
+        fields: "userId:id firstName lastName name email contactNumber designation:json businessFunction:json team:json reportingManager:json role:json groups:json",
         shape: Shape::ListInfo,
         sort: None,
         pk: |v| v.user_id.clone(),
@@ -132,36 +138,36 @@ pub const STREAMS: &[StreamDef] = &[
         root: "getWorklogEntries",
         arg_type: "GetWorklogEntriesInput!",
         list_key: "entries",
-        selection: "itemId status serviceItem billable afterHours qty unitPrice billDateTime technician notes workItem",
+        fields: "itemId:id status serviceItem:json billable:bool afterHours:bool qty:money unitPrice:money billDateTime:time technician:json notes workItem:json",
         shape: Shape::Worklogs,
         sort: None,
         pk: |v| v.item_id.clone(),
         // Filtered by the client of the ticket they were logged on (see read_list).
         client: None,
-        date: Some(|v| v.bill_date_time.as_deref()),
+        date: Some(("billDateTime", |v| v.bill_date_time.as_deref())),
     },
     StreamDef {
         name: "alerts",
         root: "getAlertList",
         arg_type: "ListInfoInput!",
         list_key: "alerts",
-        selection: "id message createdTime status severity description asset policy resolvedTime occurrenceCount",
+        fields: "id:id message createdTime:time status severity description asset:json policy:json resolvedTime:time occurrenceCount:int",
         shape: Shape::ListInfo,
         sort: Some("createdTime"),
         pk: |v| v.id.clone(),
-        client: Some(alert_client),
-        date: Some(|v| v.created_time.as_deref()),
+        client: Some(("asset.client.accountId", alert_client)),
+        date: Some(("createdTime", |v| v.created_time.as_deref())),
     },
     StreamDef {
         name: "assets",
         root: "getAssetList",
         arg_type: "ListInfoInput!",
         list_key: "assets",
-        selection: "assetId name assetClass client site requester primaryMac loggedInUser serialNumber manufacturer model hostName publicIp gateway platform domain status sysUptime lastCommunicatedTime agentVersion platformFamily platformCategory platformVersion patchStatus warrantyExpiryDate purchasedDate customFields lastReportedTime deviceCategory",
+        fields: "assetId:id name assetClass:json client:json site:json requester:json primaryMac loggedInUser serialNumber manufacturer model hostName publicIp gateway platform domain status sysUptime lastCommunicatedTime:time agentVersion platformFamily platformCategory platformVersion patchStatus warrantyExpiryDate:date purchasedDate:date customFields:json lastReportedTime:time deviceCategory:json",
         shape: Shape::ListInfo,
         sort: None,
         pk: |v| v.asset_id.clone(),
-        client: Some(client_account),
+        client: Some(("client.accountId", client_account)),
         date: None,
     },
     StreamDef {
@@ -169,12 +175,12 @@ pub const STREAMS: &[StreamDef] = &[
         root: "getInvoiceList",
         arg_type: "ListInfoInput!",
         list_key: "invoices",
-        selection: "invoiceId displayId client site invoiceDate dueDate statusEnum sentToClient items { itemId billedDate details quantity unitPrice discountRate amount taxable tax serviceItem taxAmount totalAmount } taxes { id tax taxRate taxableAmount taxAmount rate } discountAmount additionalDiscount additionalDiscountRate totalAmount notes paymentDate paymentMethod paymentReference invoicePaymentTerm",
+        fields: "invoiceId:id displayId client:json site:json invoiceDate:date dueDate:date statusEnum sentToClient:bool items:list { itemId billedDate details quantity unitPrice discountRate amount taxable tax serviceItem taxAmount totalAmount } taxes:list { id tax taxRate taxableAmount taxAmount rate } discountAmount:money additionalDiscount:money additionalDiscountRate:money totalAmount:money notes paymentDate:date paymentMethod:json paymentReference invoicePaymentTerm:json",
         shape: Shape::ListInfo,
         sort: None,
         pk: |v| v.invoice_id.clone(),
-        client: Some(client_account),
-        date: Some(|v| v.invoice_date.as_deref()),
+        client: Some(("client.accountId", client_account)),
+        date: Some(("invoiceDate", |v| v.invoice_date.as_deref())),
     },
 ];
 

@@ -44,8 +44,22 @@ use crate::time;
 pub const SLA_SUMMARY: &str = "sla_summary";
 /// Name of the per-technician stream.
 pub const TECHNICIAN_PRODUCTIVITY: &str = "technician_productivity";
-/// Both derived streams.
-pub const METRIC_STREAMS: &[&str] = &[SLA_SUMMARY, TECHNICIAN_PRODUCTIVITY];
+/// Both derived streams: name, fields (the notation of [`crate::schema`]), what the date
+/// window applies to, and what the client filter narrows by.
+pub const METRIC_FIELDS: [(&str, &str, &str, &str); 2] = [
+    (
+        SLA_SUMMARY,
+        "client_id:id client_name tickets:int resolved_tickets:int first_response_measured:int first_response_met:int first_response_attainment:num resolution_measured:int resolution_met:int resolution_attainment:num mean_resolution_hours:num window_start:time window_end:time",
+        "tickets' createdTime",
+        "client_id",
+    ),
+    (
+        TECHNICIAN_PRODUCTIVITY,
+        "technician_id:id technician_name worklog_entries:int worklog_hours:money billable_hours:money billable_share:num tickets_resolved:int window_start:time window_end:time",
+        "worklogs' billDateTime, tickets' resolutionTime",
+        "the client's tickets and their worklogs",
+    ),
+];
 
 /// What the metrics need of the tickets, aggregated while they are scanned: never one
 /// entry per ticket, so a tenant's ticket count does not decide the memory a read needs.

@@ -21,16 +21,18 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
-use tributary_sdk::{Coverage, Emitter, ReadRequest, Record, Snapshot, SyncMode, Window};
+use tributary_sdk::toolkit::StreamRun;
+use tributary_sdk::{Coverage, Emitter, Record, Snapshot, Window};
 
 use crate::client::Client;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::json::{normalize_ids, Page, RowView};
+use crate::schema::Stream;
 use crate::time;
 
 pub use defs::{find, StreamDef, STREAMS};
-pub use metrics::{METRIC_STREAMS, SLA_SUMMARY, TECHNICIAN_PRODUCTIVITY};
+pub use metrics::{METRIC_FIELDS, SLA_SUMMARY, TECHNICIAN_PRODUCTIVITY};
 pub use tickets::TicketState;
 
 use defs::Shape;
@@ -87,6 +89,11 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// A scan of `def` selecting every field of a row.
+    pub fn all(def: &'static StreamDef, page_size: u32) -> Scan {
+        Scan::new(def, &crate::schema::selection(def.fields), page_size)
+    }
+
     /// A scan of `def` selecting `selection`.
     pub fn new(def: &'static StreamDef, selection: &str, page_size: u32) -> Scan {
         let query = format!(
@@ -324,36 +331,17 @@ pub fn parse_row(
     Ok((text, view))
 }
 
-/// Reads one stream.
-pub async fn read_stream(
-    ctx: &Ctx,
-    name: &str,
-    mode: SyncMode,
-    request: &ReadRequest,
-) -> Result<()> {
-    match name {
-        "tickets" => {
-            let state = match mode {
-                SyncMode::Incremental => request
-                    .state_of::<TicketState>("tickets")
-                    .map_err(|e| Error::Config(e.message))?,
-                SyncMode::FullRefresh => None,
-            };
+/// Reads one stream from its saved state.
+pub async fn read_stream(ctx: &Ctx, run: StreamRun<Stream>) -> Result<()> {
+    match run.definition {
+        Stream::Tickets(_) => {
+            let state = run
+                .state_as::<TicketState>()
+                .map_err(|e| Error::Config(e.message))?;
             tickets::read(ctx, state).await
         }
-        SLA_SUMMARY | TECHNICIAN_PRODUCTIVITY => metrics::read(ctx, name).await,
-        other => match find(other) {
-            Some(def) => read_list(ctx, def).await,
-            None => Err(Error::Config(format!(
-                "unknown stream {other}; superops has {}",
-                STREAMS
-                    .iter()
-                    .map(|s| s.name)
-                    .chain(METRIC_STREAMS.iter().copied())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        },
+        Stream::Metric(name) => metrics::read(ctx, name).await,
+        Stream::List(def) => read_list(ctx, def).await,
     }
 }
 
@@ -414,7 +402,7 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
             whole = false;
             break;
         }
-        let mut scan = Scan::new(def, def.selection, ctx.config.page_size);
+        let mut scan = Scan::all(def, ctx.config.page_size);
         scan.module = *module;
         if let Some(sort) = def.sort {
             scan = scan.with_sort(sort, false);
@@ -437,7 +425,7 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
                     );
                     continue;
                 };
-                if let (Some(clients), Some(client_of)) = (&clients, def.client) {
+                if let (Some(clients), Some((_, client_of))) = (&clients, def.client) {
                     if !client_of(&view).is_some_and(|c| clients.contains(c.as_str())) {
                         continue;
                     }
@@ -447,7 +435,7 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
                         continue;
                     }
                 }
-                if let Some(date_of) = def.date {
+                if let Some((_, date_of)) = def.date {
                     if let Some(t) = date_of(&view).and_then(time::parse) {
                         if !ctx.in_window(t) {
                             continue;

@@ -251,7 +251,7 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         if let Some(s) = start {
             conditions.push(after(s - Duration::seconds(1)));
         }
-        let scan = Scan::new(def, def.selection, ctx.config.page_size)
+        let scan = Scan::all(def, ctx.config.page_size)
             .with_sort("createdTime", false)
             .with_condition(conditions);
         run.keep_from = signpost.map(|s| s - overlap);
@@ -315,7 +315,7 @@ async fn keyset(
         if let Some(l) = lower {
             conditions.push(after(l - Duration::seconds(1)));
         }
-        let scan = Scan::new(def, def.selection, ctx.config.page_size)
+        let scan = Scan::all(def, ctx.config.page_size)
             .with_sort("updatedTime", false)
             .with_condition(conditions);
         let p = scan.fetch(&ctx.client, page, ctx.config.page_size).await?;
