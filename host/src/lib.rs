@@ -23,6 +23,7 @@ pub mod clients;
 pub mod conformance;
 pub mod credentials;
 pub mod destination;
+pub mod events;
 pub mod isolation;
 pub mod loader;
 pub mod lock;
