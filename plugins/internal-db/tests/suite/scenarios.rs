@@ -348,7 +348,8 @@ pub fn unknown_stream_fails_alone(url: &str) {
     let (result, c) = Read::new(url)
         .streams(&["no_such_stream", "contracts"])
         .try_run();
-    result.unwrap();
+    let e = result.unwrap_err();
+    assert!(e.message.starts_with("stream no_such_stream: unknown stream"), "{e}");
     assert!(matches!(
         c.status.get("no_such_stream"),
         Some(StreamStatus::Incomplete { error }) if error.kind == ErrorKind::Config
