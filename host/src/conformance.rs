@@ -88,7 +88,8 @@ pub fn run(
     args: &ConformanceArgs,
 ) -> Result<Report, ConformanceError> {
     let dir = manifest::resolve_path(manifest_dir, &manifest.host.plugin_dir);
-    let registry = Registry::scan(&dir).map_err(|error| ConformanceError::PluginDir {
+    let mode = plan::scan_mode(manifest).map_err(ConformanceError::Manifest)?;
+    let registry = Registry::scan(&dir, &mode).map_err(|error| ConformanceError::PluginDir {
         dir: dir.display().to_string(),
         error,
     })?;

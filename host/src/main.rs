@@ -16,6 +16,11 @@ use tributary::app::state::StateCommand;
 use tributary::app::{self, Loaded, UsageError};
 use tributary::progress;
 
+/// The system allocator; in a memory-limited plugin process a failed allocation exits
+/// with a code the host reads as "memory limit reached" (see `isolation::oom`).
+#[global_allocator]
+static ALLOCATOR: tributary::isolation::oom::ExitOnLimit = tributary::isolation::oom::ExitOnLimit;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tributary",

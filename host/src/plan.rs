@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tributary_sdk::host::Plugin;
 use tributary_sdk::Window;
 
 use crate::credentials::Credentials;
-use crate::isolation::{self, SourcePlugin};
-use crate::loader::{self, Registry};
+use crate::isolation::{self, Isolation, IsolationMode, SourcePlugin};
+use crate::loader::{self, Library, Registry, ScanMode};
 use crate::manifest::{self, toml_to_json, Manifest, SourceSection};
 
 /// Options from the command line that narrow or override the manifest.
@@ -286,21 +285,71 @@ fn validate_interval(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How to scan the manifest's plugin directory: every library loaded into the host when
+/// no source is isolated; otherwise each described by a plugin process, and only the
+/// plugins of in-process sources loaded into the host (any library may be the untrusted
+/// one, and loading it would run its load-time code in the host).
+pub fn scan_mode(manifest: &Manifest) -> Result<ScanMode, String> {
+    if manifest
+        .sources
+        .values()
+        .all(|s| s.isolation == IsolationMode::InProcess)
+    {
+        return Ok(ScanMode::LoadAll);
+    }
+    let program = std::env::current_exe()
+        .map_err(|e| format!("cannot find the tributary binary to describe plugins: {e}"))?;
+    let in_process = manifest
+        .sources
+        .values()
+        .filter(|s| s.isolation == IsolationMode::InProcess)
+        .map(|s| s.plugin.clone())
+        .collect();
+    Ok(ScanMode::Describe {
+        program,
+        in_process,
+    })
+}
+
 /// Resolves which plugin a source uses: a pinned path, or by name from the registry.
 fn resolve_plugin(
     manifest_dir: &Path,
     name: &str,
     section: &SourceSection,
+    isolation: &Isolation,
     registry: &Registry,
     plugin_dir: &Path,
-) -> Result<Plugin, String> {
+) -> Result<Library, String> {
+    let describe_with = match isolation {
+        Isolation::Process { program, .. } => Some(program.as_path()),
+        Isolation::InProcess => None,
+    };
     if let Some(path) = &section.plugin_path {
         let path = manifest::resolve_path(manifest_dir, path);
-        return loader::load_pinned(&path, section.sha256.as_deref(), &section.plugin)
-            .map_err(|e| format!("source `{name}`: {e}"));
+        return loader::load_pinned(
+            &path,
+            section.sha256.as_deref(),
+            &section.plugin,
+            describe_with,
+        )
+        .map_err(|e| format!("source `{name}`: {e}"));
     }
-    if let Some(p) = registry.plugins.get(&section.plugin) {
-        return Ok(p.clone());
+    match (registry.plugins.get(&section.plugin), describe_with) {
+        (Some(Library::Loaded(p)), _) => return Ok(Library::Loaded(p.clone())),
+        (Some(library), Some(_)) => return Ok(library.clone()),
+        (Some(_), None) => {
+            return Err(format!(
+                "source `{name}`: plugin `{}` was not loaded into the host (internal error: the scan described it only)",
+                section.plugin
+            ))
+        }
+        // Perhaps the library that crashed while loading: fail this source, not the run.
+        (None, Some(_)) => {
+            if let Some(unavailable) = registry.unavailable(&section.plugin, plugin_dir) {
+                return Ok(Library::Unavailable(std::sync::Arc::new(unavailable)));
+            }
+        }
+        (None, None) => {}
     }
     let available: Vec<&str> = registry.plugins.keys().map(String::as_str).collect();
     Err(format!(
@@ -445,25 +494,32 @@ pub fn build(
             errors.extend(problems.iter().cloned());
             continue;
         }
-        let plugin = match resolve_plugin(manifest_dir, name, section, registry, &plugin_dir) {
-            Ok(p) => p,
+        let isolation = match isolation::from_manifest(
+            section.isolation,
+            section.call_timeout_secs,
+            section.memory_limit_mb,
+        ) {
+            Ok(isolation) => isolation,
+            Err((key, e)) => {
+                errors.push(format!("{}: {e}", at(&["sources", name, key])));
+                continue;
+            }
+        };
+        let plugin = match resolve_plugin(
+            manifest_dir,
+            name,
+            section,
+            &isolation,
+            registry,
+            &plugin_dir,
+        ) {
+            Ok(library) => SourcePlugin::new(library, isolation),
             Err(e) => {
                 let key = if section.plugin_path.is_some() {
                     "plugin_path"
                 } else {
                     "plugin"
                 };
-                errors.push(format!("{}: {e}", at(&["sources", name, key])));
-                continue;
-            }
-        };
-        let plugin = match isolation::from_manifest(
-            section.isolation,
-            section.call_timeout_secs,
-            section.memory_limit_mb,
-        ) {
-            Ok(isolation) => SourcePlugin::new(plugin, isolation),
-            Err((key, e)) => {
                 errors.push(format!("{}: {e}", at(&["sources", name, key])));
                 continue;
             }
@@ -559,8 +615,13 @@ pub fn build(
             }
             Err(e) => errors.push(format!("source `{name}`: {e}")),
         }
-        // The plugin's config against the plugin's own schema, before anything runs.
-        match plugin.spec() {
+        // The plugin's config against the plugin's own schema, before anything runs. An
+        // unavailable plugin has none: the source fails when it runs, with the cause.
+        let spec = match plugin.library() {
+            Library::Unavailable(_) => Ok(serde_json::json!({})),
+            _ => plugin.spec(),
+        };
+        match spec {
             Ok(spec) => match crate::validation::problems(&spec, &config) {
                 Ok(found) => {
                     errors.extend(found.into_iter().filter(|p| !(sandboxed && p.missing)).map(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
-use super::{build_plan, lock_credentials, only, scan, services, usage, Loaded};
+use super::{build_plan, lock_credentials, only, scan, scan_with, services, usage, Loaded};
+use crate::isolation::{self, IsolationMode, SourcePlugin};
+use crate::loader::ScanMode;
 use crate::plan::{Overrides, SourcePlan};
 use crate::{runner, sandbox};
 use tributary_sdk::host::HostHandler;
@@ -28,9 +30,18 @@ pub fn validate(loaded: &Loaded) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `plugins`: the plugins in the plugin directory, and why any was refused.
+/// `plugins`: the plugins in the plugin directory, and why any was refused. Each library
+/// is described by a plugin process, none is loaded into the host: listing a directory
+/// must not run an untrusted library's load-time code here, and a library that crashes
+/// while loading is listed as refused with the cause.
 pub fn plugins(loaded: &Loaded) -> Result<ExitCode> {
-    let registry = scan(loaded, false)?;
+    let program = std::env::current_exe()
+        .map_err(|e| anyhow!("cannot find the tributary binary to describe plugins: {e}"))?;
+    let mode = ScanMode::Describe {
+        program,
+        in_process: Default::default(),
+    };
+    let registry = scan_with(loaded, &mode, false)?;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(vec!["name", "version", "sdk", "path", "compatible"]);
@@ -61,20 +72,41 @@ pub fn plugins(loaded: &Loaded) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `spec`: the config schema of a source's plugin, or of a plugin by name.
+/// `spec`: the config schema of a source's plugin, or of a plugin by name. For an
+/// isolated source it is what the plugin process said when it described the library: the
+/// library is not loaded into the host.
 pub fn spec(loaded: &Loaded, name: &str) -> Result<ExitCode> {
     let registry = scan(loaded, true)?;
-    let plugin_name = loaded
-        .manifest
-        .sources
-        .get(name)
+    let source = loaded.manifest.sources.get(name);
+    let plugin_name = source
         .map(|s| s.plugin.clone())
         .unwrap_or_else(|| name.to_string());
-    let plugin = registry
-        .plugins
-        .get(&plugin_name)
-        .ok_or_else(|| usage(format!("no source or plugin named `{name}`")))?;
-    let spec = plugin.spec().map_err(|e| anyhow!("{e}"))?;
+    let library = match registry.plugins.get(&plugin_name) {
+        Some(library) => library,
+        // An isolated source whose library crashed or hung while loading: say so.
+        None => {
+            let dir = super::plugin_dir(loaded)?;
+            return Err(match registry.unavailable(&plugin_name, &dir) {
+                Some(u) if source.is_some_and(|s| s.isolation == IsolationMode::Process) => {
+                    anyhow!("source `{name}`: {}", u.cause)
+                }
+                _ => usage(format!("no source or plugin named `{name}`")),
+            });
+        }
+    };
+    let isolation = match source {
+        Some(s) if s.isolation == IsolationMode::Process => {
+            isolation::from_manifest(s.isolation, s.call_timeout_secs, s.memory_limit_mb)
+                .map_err(|(key, e)| usage(format!("source `{name}`: {key}: {e}")))?
+        }
+        // A plugin by name runs where the scan put it: in the host only when an
+        // in-process source uses it (or no source is isolated).
+        _ if library.loaded().is_some() => isolation::Isolation::InProcess,
+        _ => isolation::Isolation::process(Default::default()).map_err(|e| anyhow!(e))?,
+    };
+    let spec = SourcePlugin::new(library.clone(), isolation)
+        .spec()
+        .map_err(|e| anyhow!("{e}"))?;
     println!("{}", serde_json::to_string_pretty(&spec)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 
 use crate::credentials::Credentials;
-use crate::loader::Registry;
+use crate::loader::{Registry, ScanMode};
 use crate::manifest::{self, Manifest};
 use crate::plan::{self, DestinationPlan, Overrides, Plan};
 use crate::progress::Progress;
@@ -118,10 +118,17 @@ pub fn plugin_dir(loaded: &Loaded) -> Result<PathBuf> {
     )))
 }
 
-/// Scans the plugin directory; `warn` prints the plugins refused.
+/// Scans the plugin directory as the manifest's isolation asks
+/// ([`plan::scan_mode`]); `warn` prints the plugins refused.
 pub fn scan(loaded: &Loaded, warn: bool) -> Result<Registry> {
+    let mode = plan::scan_mode(&loaded.manifest).map_err(|e| anyhow!(e))?;
+    scan_with(loaded, &mode, warn)
+}
+
+/// Scans the plugin directory in `mode`; `warn` prints the plugins refused.
+pub fn scan_with(loaded: &Loaded, mode: &ScanMode, warn: bool) -> Result<Registry> {
     let dir = plugin_dir(loaded)?;
-    let registry = Registry::scan(&dir).map_err(|e| {
+    let registry = Registry::scan(&dir, mode).map_err(|e| {
         usage(format!(
             "{}: plugin_dir {}: {e} (build the plugins with `cargo build --release`)",
             loaded.path.display(),

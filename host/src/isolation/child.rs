@@ -43,6 +43,7 @@ fn serve(args: &PluginHostArgs) -> Result<(), String> {
     die_with_parent();
     if let Some(mb) = args.memory_limit_mb {
         limit_address_space(mb)?;
+        super::oom::arm()?;
     }
     let mut stdin = std::io::stdin();
     let mut buf = Vec::new();
@@ -138,6 +139,7 @@ fn call(
                 serde_json::from_str(argument).map_err(parse("read request"))?;
             plugin.read(&request, handler).map(|()| String::new())
         }
+        Method::Describe => super::describe::answer(plugin),
     }
 }
 

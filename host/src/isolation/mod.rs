@@ -6,6 +6,9 @@
 //!   [`Plugin`], run in process or in a plugin process as the manifest says.
 //! - [`wire`] is the framing on the pipes; [`parent`] drives a plugin process from the
 //!   host; [`child`] is the plugin process.
+//! - [`describe`] learns what a library is (`info`, `spec`) in a plugin process, so that
+//!   an untrusted library is never loaded in the host.
+//! - [`oom`] lets a plugin process name its death by its memory limit.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +17,13 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tributary_sdk::host::{CollectingHandler, HostHandler, Plugin};
+
+use crate::loader::Library;
 use tributary_sdk::{Catalog, ConnectorError, ConnectorInfo, ReadRequest};
 
 pub mod child;
+pub mod describe;
+pub mod oom;
 pub mod parent;
 pub mod wire;
 
@@ -84,7 +91,7 @@ impl Isolation {
 /// manifest says.
 #[derive(Debug, Clone)]
 pub struct SourcePlugin {
-    plugin: Plugin,
+    library: Library,
     isolation: Isolation,
 }
 
@@ -121,19 +128,26 @@ impl tributary_sdk::testkit::Subject for SourcePlugin {
 }
 
 impl SourcePlugin {
-    /// `plugin` run as `isolation` says.
-    pub fn new(plugin: Plugin, isolation: Isolation) -> Self {
-        SourcePlugin { plugin, isolation }
+    /// `library` run as `isolation` says. An in-process source needs a library loaded
+    /// in the host ([`Library::Loaded`]); its calls fail otherwise.
+    pub fn new(library: Library, isolation: Isolation) -> Self {
+        SourcePlugin { library, isolation }
     }
 
     /// The library file.
     pub fn path(&self) -> &Path {
-        self.plugin.path()
+        self.library.path()
     }
 
-    /// What the plugin says about itself (read when the host loaded the library).
+    /// What the plugin says about itself (read when the library was loaded or
+    /// described).
     pub fn info(&self) -> &ConnectorInfo {
-        self.plugin.info()
+        self.library.info()
+    }
+
+    /// The library, loaded or described.
+    pub fn library(&self) -> &Library {
+        &self.library
     }
 
     /// Where the plugin runs.
@@ -141,15 +155,17 @@ impl SourcePlugin {
         &self.isolation
     }
 
-    /// The JSON Schema of the connector's config.
+    /// The JSON Schema of the connector's config. An isolated plugin answered it when its
+    /// plugin process described the library; it is not asked again.
     pub fn spec(&self) -> Result<serde_json::Value, ConnectorError> {
-        match &self.isolation {
-            Isolation::InProcess => self.plugin.spec(),
-            Isolation::Process { .. } => {
+        match (&self.isolation, &self.library) {
+            (Isolation::InProcess, _) => self.in_host()?.spec(),
+            (Isolation::Process { .. }, Library::Loaded(_)) => {
                 // `spec` sends nothing to a handler; its logs are dropped as in process.
                 let text = self.in_child(Method::Spec, String::new(), CollectingHandler::new())?;
                 parse(&text, "spec")
             }
+            (Isolation::Process { .. }, library) => library.spec(),
         }
     }
 
@@ -160,7 +176,7 @@ impl SourcePlugin {
         handler: Arc<dyn HostHandler>,
     ) -> Result<(), ConnectorError> {
         match &self.isolation {
-            Isolation::InProcess => self.plugin.check(config, handler),
+            Isolation::InProcess => self.in_host()?.check(config, handler),
             Isolation::Process { .. } => self
                 .in_child(Method::Check, to_json(config)?, handler)
                 .map(drop),
@@ -174,7 +190,7 @@ impl SourcePlugin {
         handler: Arc<dyn HostHandler>,
     ) -> Result<Catalog, ConnectorError> {
         match &self.isolation {
-            Isolation::InProcess => self.plugin.discover(config, handler),
+            Isolation::InProcess => self.in_host()?.discover(config, handler),
             Isolation::Process { .. } => {
                 let text = self.in_child(Method::Discover, to_json(config)?, handler)?;
                 parse(&text, "catalog")
@@ -189,10 +205,21 @@ impl SourcePlugin {
         handler: Arc<dyn HostHandler>,
     ) -> Result<(), ConnectorError> {
         match &self.isolation {
-            Isolation::InProcess => self.plugin.read(request, handler),
+            Isolation::InProcess => self.in_host()?.read(request, handler),
             Isolation::Process { .. } => self
                 .in_child(Method::Read, to_json(request)?, handler)
                 .map(drop),
+        }
+    }
+
+    fn in_host(&self) -> Result<&Plugin, ConnectorError> {
+        match &self.library {
+            Library::Loaded(plugin) => Ok(plugin),
+            Library::Unavailable(u) => Err(ConnectorError::system(u.cause.clone())),
+            Library::Described(d) => Err(ConnectorError::system(format!(
+                "internal error: plugin {} runs in process but was not loaded into the host",
+                d.info.name
+            ))),
         }
     }
 
@@ -202,10 +229,13 @@ impl SourcePlugin {
         argument: String,
         handler: Arc<dyn HostHandler>,
     ) -> Result<String, ConnectorError> {
+        if let Library::Unavailable(u) = &self.library {
+            return Err(ConnectorError::system(u.cause.clone()));
+        }
         match &self.isolation {
             Isolation::Process { program, limits } => parent::call(
                 program,
-                self.plugin.path(),
+                self.library.path(),
                 limits,
                 method,
                 argument,

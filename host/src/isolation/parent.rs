@@ -139,8 +139,8 @@ pub fn call(
             Err(ConnectorError::new(
                 ErrorKind::System,
                 format!(
-                    "plugin process (isolation = \"process\") failed during {}: {cause}",
-                    method.name()
+                    "plugin process (isolation = \"process\") failed {}: {cause}",
+                    method.during()
                 ),
             ))
         }
@@ -384,15 +384,22 @@ fn killed_cause(kill: Kill, limits: &ProcessLimits) -> String {
 
 /// Names why the process ended without answering.
 fn exit_cause(status: ExitStatus, stderr: &[String], limits: &ProcessLimits) -> String {
+    if status.code() == Some(super::oom::EXIT_OUT_OF_MEMORY) {
+        return match limits.memory_limit_mb {
+            Some(mb) => memory_limit_cause(mb),
+            None => "the plugin process ran out of memory".to_string(),
+        };
+    }
+    // Fallback, for a death the plugin process could not name itself (an allocator that
+    // does not set `ENOMEM`, a plugin that aborts on its own after a failed allocation):
+    // the allocator's last words.
     let out_of_memory = stderr.iter().any(|l| {
         l.contains("memory allocation of")
             || l.contains("out of memory")
             || l.contains("Cannot allocate memory")
     });
     if let (true, Some(mb)) = (out_of_memory, limits.memory_limit_mb) {
-        return format!(
-            "the plugin process exceeded its memory limit of {mb} MB (memory_limit_mb) and was stopped"
-        );
+        return memory_limit_cause(mb);
     }
     let last = stderr
         .last()
@@ -412,6 +419,12 @@ fn exit_cause(status: ExitStatus, stderr: &[String], limits: &ProcessLimits) -> 
         }
         (None, None) => format!("the plugin process ended without answering{last}"),
     }
+}
+
+fn memory_limit_cause(mb: u64) -> String {
+    format!(
+        "the plugin process exceeded its memory limit of {mb} MB (memory_limit_mb) and was stopped"
+    )
 }
 
 fn signal_meaning(sig: i32) -> &'static str {
@@ -455,6 +468,10 @@ mod tests {
         let code = ExitStatus::from_raw(3 << 8);
         let msg = exit_cause(code, &["boom".to_string()], &limits(None));
         assert!(msg.contains("code 3") && msg.contains("boom"), "{msg}");
+        // The plugin process's own verdict needs no stderr.
+        let own = ExitStatus::from_raw(i32::from(crate::isolation::oom::EXIT_OUT_OF_MEMORY) << 8);
+        let msg = exit_cause(own, &[], &limits(Some(128)));
+        assert!(msg.contains("memory limit of 128 MB"), "{msg}");
         let msg = killed_cause(Kill::Timeout, &limits(None));
         assert!(
             msg.contains("7s") && msg.contains("call_timeout_secs"),

@@ -25,6 +25,9 @@ pub enum Method {
     Discover,
     /// `read(request)`
     Read,
+    /// Load the library and answer its `info()` and `spec()` (`tributary plugins`, and
+    /// learning which plugin an untrusted library is without loading it in the host).
+    Describe,
 }
 
 impl Method {
@@ -34,6 +37,7 @@ impl Method {
             Method::Check => 1,
             Method::Discover => 2,
             Method::Read => 3,
+            Method::Describe => 4,
         }
     }
     fn from_u8(v: u8) -> Result<Method, WireError> {
@@ -42,6 +46,7 @@ impl Method {
             1 => Method::Check,
             2 => Method::Discover,
             3 => Method::Read,
+            4 => Method::Describe,
             other => return Err(WireError::Corrupt(format!("unknown method {other}"))),
         })
     }
@@ -52,6 +57,15 @@ impl Method {
             Method::Check => "check",
             Method::Discover => "discover",
             Method::Read => "read",
+            Method::Describe => "describe",
+        }
+    }
+
+    /// When a plugin process died, for messages: `during read`, `while loading`.
+    pub fn during(self) -> String {
+        match self {
+            Method::Describe => "while loading".to_string(),
+            other => format!("during {}", other.name()),
         }
     }
 }
@@ -549,6 +563,11 @@ mod tests {
                 method: Method::Read,
                 log_level: LogLevel::Debug,
                 argument: r#"{"config":{}}"#.into(),
+            },
+            ToChild::Call {
+                method: Method::Describe,
+                log_level: LogLevel::Info,
+                argument: String::new(),
             },
             ToChild::Cancel {
                 reason: "cancelled".into(),

@@ -1,6 +1,7 @@
 //! `isolation = "process"`: a plugin that segfaults, aborts, hangs or allocates without
-//! bound fails its own source only; a healthy plugin gives the same warehouse as in
-//! process.
+//! bound fails its own source only; a library that crashes while loading is never loaded
+//! in the host and fails its own source only; a healthy plugin gives the same warehouse
+//! as in process.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -31,8 +32,19 @@ fn manifest_with_wreck(s: &Scratch, mode: &str, limits: &str) -> String {
 /// of stalling the suite.
 fn sync_bounded(s: &Scratch) -> (Run, Report) {
     let report = s.path("report.json");
+    let run = run_bounded(
+        s,
+        &["run", "--report", report.to_str().expect("utf-8 path")],
+        &[],
+    );
+    (run, Report::read(&report))
+}
+
+/// `tributary <args>` with `env`, bounded like [`sync_bounded`].
+fn run_bounded(s: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Run {
     let child = s
-        .command(&["run", "--report", report.to_str().expect("utf-8 path")])
+        .command(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -48,10 +60,10 @@ fn sync_bounded(s: &Scratch) -> (Run, Report) {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            panic!("the run did not finish within {RUN_BOUND:?}");
+            panic!("tributary {args:?} did not finish within {RUN_BOUND:?}");
         }
     };
-    (output.into(), Report::read(&report))
+    output.into()
 }
 
 /// The healthy source finished, its rows and state are committed, and the run says which
@@ -125,6 +137,114 @@ fn a_memory_blow_up_is_stopped_by_the_limit() {
         &report,
         "exceeded its memory limit of 256 MB (memory_limit_mb)",
     );
+    // Named by the plugin process itself (its exit code), not guessed from the
+    // allocator's stderr line: its own last words are in the log.
+    assert!(
+        run.all()
+            .contains("an allocation failed under the memory limit (RLIMIT_AS)"),
+        "{}",
+        run.all()
+    );
+}
+
+/// The variable the load-crash fixture reads in its load-time code.
+const LOAD_CRASH: &str = "TRIBUTARY_TEST_LOAD_CRASH";
+
+/// A source `vendor` of the load-crash fixture with `isolation`, found by name in the
+/// plugin directory beside the real plugins, and a healthy in-process internal-db source
+/// `internal`.
+fn manifest_with_vendor(s: &Scratch, isolation: &str) -> String {
+    format!(
+        "{}[sources.vendor]\nplugin = \"load-crash\"\nisolation = \"{isolation}\"\n\n[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"contracts\", \"service_history\"]\n[sources.internal.config]\nurl = \"sqlite:{}\"\nsample_data = {{ clients = 5, seed = 1 }}\n",
+        s.header(),
+        s.path("internal.db").display()
+    )
+}
+
+#[test]
+fn a_library_that_crashes_while_loading_fails_its_isolated_source_only() {
+    let s = Scratch::new();
+    s.manifest(&manifest_with_vendor(&s, "process"));
+    let crash = [(LOAD_CRASH, "segfault")];
+    let report_path = s.path("report.json");
+    let run = run_bounded(
+        &s,
+        &["run", "--report", report_path.to_str().expect("utf-8 path")],
+        &crash,
+    );
+    let report = Report::read(&report_path);
+    let all = run.all();
+    assert_ne!(run.code, 0, "a failed source makes the exit code non-zero");
+    assert_eq!(report.status("vendor.*"), "incomplete", "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.contains("discover failed") && l.contains("vendor"))
+        .unwrap_or_else(|| panic!("no failure line naming the source: {all}"));
+    for cause in [
+        "plugin `load-crash` is unavailable",
+        "libtributary_test_load_crash_plugin.so",
+        "killed by SIGSEGV (segmentation fault)",
+        "while loading",
+    ] {
+        assert!(line.contains(cause), "expected `{cause}` in: {line}");
+    }
+    for stream in ["contracts", "service_history"] {
+        let key = format!("internal.{stream}");
+        assert_eq!(report.status(&key), "complete", "{all}");
+        assert!(report.records(&key) > 0, "{all}");
+    }
+
+    // `plugins` lists it as refused, with the cause, and lists the others.
+    let listed = run_bounded(&s, &["plugins"], &crash);
+    assert_eq!(listed.code, 0, "{}", listed.all());
+    assert!(listed.stdout.contains("internal-db"), "{}", listed.stdout);
+    let refused = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains("libtributary_test_load_crash_plugin.so"))
+        .unwrap_or_else(|| panic!("the library is not listed: {}", listed.stdout));
+    assert!(refused.contains("no:"), "{refused}");
+    assert!(listed.stdout.contains("SIGSEGV"), "{}", listed.stdout);
+
+    // `spec` of the source names the cause instead of crashing the host.
+    let spec = run_bounded(&s, &["spec", "vendor"], &crash);
+    assert_eq!(spec.code, 1, "{}", spec.all());
+    assert!(spec.stderr.contains("killed by SIGSEGV"), "{}", spec.all());
+}
+
+#[test]
+fn an_isolated_source_is_described_checked_and_discovered_without_loading_it_in_the_host() {
+    // The fixture aborts while loading unless its process is a plugin process.
+    let abort_in_host = [(LOAD_CRASH, "abort-in-host")];
+    let s = Scratch::new();
+    s.manifest(&manifest_with_vendor(&s, "process"));
+    for args in [
+        &["spec", "vendor"][..],
+        &["spec", "load-crash"],
+        &["plugins"],
+        &["check", "vendor"],
+        &["discover", "vendor"],
+        &["validate"],
+    ] {
+        let run = run_bounded(&s, args, &abort_in_host);
+        assert_eq!(run.code, 0, "tributary {args:?}: {}", run.all());
+        if args[0] == "spec" {
+            assert!(run.stdout.contains("fixture_marker"), "{}", run.stdout);
+        }
+    }
+    let listed = run_bounded(&s, &["plugins"], &abort_in_host);
+    let row = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains("libtributary_test_load_crash_plugin.so"))
+        .unwrap_or_else(|| panic!("the library is not listed: {}", listed.stdout));
+    assert!(row.contains("load-crash") && row.contains("yes"), "{row}");
+
+    // The proof holds: the same source in process takes the host down while loading.
+    s.manifest(&manifest_with_vendor(&s, "in-process"));
+    let run = run_bounded(&s, &["spec", "vendor"], &abort_in_host);
+    assert_ne!(run.code, 0, "loaded in the host, it aborts: {}", run.all());
+    assert!(!run.stdout.contains("fixture_marker"), "{}", run.stdout);
 }
 
 #[test]
