@@ -1,7 +1,11 @@
 //! The example API of `tributary new-connector`'s template: `GET /items?updated_since=S&page=N`
 //! with a bearer token answers `{"items": [...], "next_page": N|null}`, items in
-//! `updated_at` order, `updated_since` inclusive, a few per page. Used to prove that a
+//! `(updated_at, id)` order, `updated_since` inclusive, a few per page. Used to prove that a
 //! generated connector builds and runs through the host.
+//!
+//! [`ItemsApi::update_after_next_page`] changes an item right after a page is served, as a
+//! live API may between two requests of one read: a connector that pages by offset under
+//! a fixed `updated_since` then skips an item; one that pages by instant does not.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,6 +26,8 @@ pub type Item = (u64, String);
 struct Shared {
     token: String,
     items: Mutex<Vec<Item>>,
+    /// Applied once, after the next page is served.
+    after_next_page: Mutex<Option<Item>>,
 }
 
 #[derive(Deserialize)]
@@ -44,7 +50,7 @@ async fn items_index(
         return Err(StatusCode::UNAUTHORIZED);
     }
     let page = p.page.unwrap_or(1).max(1);
-    let items = shared.items.lock().unwrap_or_else(|e| e.into_inner());
+    let mut items = shared.items.lock().unwrap_or_else(|e| e.into_inner());
     let newer: Vec<&Item> = items
         .iter()
         .filter(|(_, at)| *at >= p.updated_since)
@@ -56,7 +62,27 @@ async fn items_index(
         .map(|(id, at)| json!({"id": id, "updated_at": at, "name": format!("item {id}")}))
         .collect();
     let next = (page * PAGE < newer.len()).then_some(page + 1);
+    let pending = shared
+        .after_next_page
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(item) = pending {
+        upsert(&mut items, item);
+    }
     Ok(Json(json!({"items": chunk, "next_page": next})))
+}
+
+/// Replaces (or adds) the item with `item`'s id, keeping the API's order.
+fn upsert(items: &mut Vec<Item>, item: Item) {
+    items.retain(|(id, _)| *id != item.0);
+    items.push(item);
+    sort(items);
+}
+
+/// The API's order: by `updated_at`, ties by id (so paging within one instant is stable).
+fn sort(items: &mut [Item]) {
+    items.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
 }
 
 /// The example API, served on loopback until dropped.
@@ -75,6 +101,7 @@ impl ItemsApi {
         let shared = Arc::new(Shared {
             token: token.to_string(),
             items: Mutex::new(Vec::new()),
+            after_next_page: Mutex::new(None),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
@@ -110,9 +137,28 @@ impl ItemsApi {
         format!("http://{}", self.addr)
     }
 
-    /// Replaces the items (sorted by `updated_at`, as the API promises).
+    /// Replaces the items (sorted by `updated_at` and id, as the API promises).
     pub fn set(&self, mut items: Vec<Item>) {
-        items.sort_by(|a, b| a.1.cmp(&b.1));
+        sort(&mut items);
         *self.shared.items.lock().unwrap_or_else(|e| e.into_inner()) = items;
+    }
+
+    /// Replaces (or adds) the item with `item`'s id right after the next page is served:
+    /// an update that lands between two requests of one read.
+    pub fn update_after_next_page(&self, item: Item) {
+        *self
+            .shared
+            .after_next_page
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(item);
+    }
+
+    /// The items as they are now, in the API's order.
+    pub fn items(&self) -> Vec<Item> {
+        self.shared
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

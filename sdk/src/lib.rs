@@ -16,6 +16,8 @@
 //! - [`ConnectorError`] carries an [`ErrorKind`] (Config, Auth, RateLimited, Transient,
 //!   Data, System, Panic); the host and [`toolkit`] decide on retries from it.
 //! - [`host`] is the other side, used by the `tributary` binary to load and call plugins.
+//! - `config_spec` (feature `schema`) derives `spec` from the config type with `schemars`,
+//!   so docs, defaults and validation cannot drift from what serde reads.
 //! - `testkit` (feature `testkit`) checks a connector against the invariants every
 //!   connector must keep, from `cargo test` or `tributary conformance`.
 //!
@@ -102,6 +104,8 @@ pub mod host;
 mod logging;
 mod protocol;
 mod record;
+#[cfg(feature = "schema")]
+mod spec;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod toolkit;
@@ -116,6 +120,8 @@ pub use protocol::{
     PROTOCOL_VERSION,
 };
 pub use record::{cursor_instant, Record};
+#[cfg(feature = "schema")]
+pub use spec::{config_spec, spec_drift};
 
 /// The SDK version compiled into this crate; plugins and host must share its major
 /// version (and, while it is 0.x, the plugin's minor version must be at least the host's).

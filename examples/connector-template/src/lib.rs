@@ -9,8 +9,8 @@ use tributary_sdk::{Emitter, ReadRequest, Record, StreamDescriptor};
 #[derive(Default)]
 pub struct ExampleHttp;
 
-/// `[sources.<name>.config]`.
-#[derive(Deserialize)]
+/// `[sources.<name>.config]`; `spec` is derived from it (docs, defaults, `"secret"`).
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// The API's base URL.
@@ -30,9 +30,7 @@ impl Connector for ExampleHttp {
         ConnectorInfo::new("example-http", env!("CARGO_PKG_VERSION"), "JSON items")
     }
     fn spec(&self) -> Value {
-        json!({"type": "object", "required": ["base_url", "api_token"],
-               "properties": {"base_url": {"type": "string"},
-                              "api_token": {"type": "string", "secret": true}}})
+        tributary_sdk::config_spec::<Config>()
     }
     async fn check(&self, config: Value, _out: Emitter) -> Result<(), ConnectorError> {
         api(config)?
@@ -48,12 +46,13 @@ impl Connector for ExampleHttp {
     }
     async fn read(&self, request: ReadRequest, out: Emitter) -> Result<(), ConnectorError> {
         let api = api(request.config.clone())?;
-        // From the newest instant sent (or the window's start), skipping what was sent.
+        // Keyset paging, so an item updated mid-read cannot shift others past a page: ask
+        // since the newest instant sent (`admit` drops repeats); `n` only walks ties > a page.
         let mut mark: Watermark = request.state_of("items")?.unwrap_or_default();
-        let since = request.window.since(&mark.at);
-        let (mut page, mut left) = (Some(1), request.window.limit.unwrap_or(u64::MAX));
+        let (mut since, mut n, mut more) = (request.window.since(&mark.at), 1, true);
+        let mut left = request.window.limit.unwrap_or(u64::MAX);
         out.stream_started("items");
-        while let (Some(n), true) = (page, left > 0) {
+        while more && left > 0 {
             out.check_cancelled()?;
             let query = [("updated_since", since.as_str()), ("page", &n.to_string())];
             // {"items": [...], "next_page": n | null}: by `updated_at`, since inclusive.
@@ -69,7 +68,9 @@ impl Connector for ExampleHttp {
             left -= batch.len() as u64;
             out.records("items", batch)?;
             out.checkpoint("items", &mark)?;
-            page = got["next_page"].as_u64();
+            more = !got["next_page"].is_null();
+            n = if mark.at == since { n + 1 } else { 1 };
+            since = mark.at.clone();
         }
         out.stream_complete("items");
         Ok(())

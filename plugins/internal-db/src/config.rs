@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tributary_sdk::toolkit::ReconcileEvery;
 
 use crate::dialect::Dialect;
@@ -23,30 +24,39 @@ use crate::streams::{self, Kind};
 /// soft_delete = { service_history = "deleted_at", contracts = "is_deleted" }
 /// sample_data = { clients = 50, seed = 42 }
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "internal-db",
+    description = "An MSP's own SQL database: SQLite, PostgreSQL, MySQL or MariaDB."
+)]
 pub struct Config {
     /// Database URL; the scheme picks the driver: `sqlite:path/to/file.db`,
     /// `postgres://user:password@host:5432/db` (or `postgresql://`),
     /// `mysql://user:password@host:3306/db` (or `mariadb://`). Use `${ENV_VAR}` in the
     /// manifest for the password; it never appears in logs or errors.
+    #[schemars(regex(pattern = r"^(sqlite:|postgres(ql)?://|mysql://|mariadb://)"))]
     pub url: String,
     /// Largest number of open connections.
     #[serde(default = "default_pool_size")]
+    #[schemars(range(min = 1, max = 256))]
     pub pool_size: u32,
     /// Rows per query page. Each page is emitted as one batch followed by one checkpoint.
     /// A reconciliation pass lists this many ids per query, sent as one batch of keys.
     #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub page_size: u32,
     /// Pages of one stream fetched at the same time (at most `pool_size`). With more than
     /// one, the reader first walks the `(updated_at, id)` index to each page's last key and
     /// fetches key ranges concurrently. That helps when the database is remote or has
     /// idle cores; on a busy 2-core machine it measured slower than 1, hence the default.
     #[serde(default = "default_parallel_pages")]
+    #[schemars(range(min = 1, max = 8))]
     pub parallel_pages: u32,
     /// Seconds to wait for a connection (or a locked SQLite file) before failing with a
     /// transient error.
     #[serde(default = "default_connect_timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
     pub connect_timeout_secs: u64,
     /// When set and `url` is a SQLite file that does not exist yet, create it, apply the
     /// schema and fill it with deterministic sample data. Ignored for other databases and
@@ -63,6 +73,10 @@ pub struct Config {
     /// whose column is non-NULL and not false (a timestamp that is set, a flag that is
     /// true) is emitted as a deletion record and left out of reconciliation listings.
     #[serde(default)]
+    #[schemars(extend(
+        "propertyNames" = {"enum": streams::ALL.map(|s| s.name)},
+        "additionalProperties" = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": MAX_IDENTIFIER},
+    ))]
     pub soft_delete: BTreeMap<String, String>,
 }
 
@@ -178,41 +192,9 @@ impl Config {
         self.soft_delete.get(stream).map(String::as_str)
     }
 
-    /// JSON Schema of the config, for `tributary spec`.
+    /// JSON Schema of the config, for `tributary spec`, derived from [`Config`].
     pub fn spec() -> Value {
-        json!({
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "internal-db",
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["url"],
-            "properties": {
-                "url": {
-                    "type": "string",
-                    "description": "sqlite:path.db, postgres://user:password@host:5432/db or mysql://user:password@host:3306/db (mariadb:// also accepted)",
-                    "pattern": "^(sqlite:|postgres(ql)?://|mysql://|mariadb://)"
-                },
-                "pool_size": {"type": "integer", "minimum": 1, "maximum": 256, "default": default_pool_size(),
-                              "description": "largest number of open connections"},
-                "page_size": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": default_page_size(),
-                              "description": "rows per query page; one record batch and one checkpoint per page"},
-                "parallel_pages": {"type": "integer", "minimum": 1, "maximum": 8, "default": default_parallel_pages(),
-                              "description": "pages of one stream fetched concurrently (at most pool_size)"},
-                "connect_timeout_secs": {"type": "integer", "minimum": 1, "maximum": 3600,
-                              "default": default_connect_timeout_secs(),
-                              "description": "seconds to wait for a connection before a transient error"},
-                "sample_data": SampleSpec::json_schema(),
-                "reconcile_every": {"type": "string", "default": default_reconcile_every().to_string(),
-                              "pattern": "^\\s*(always|never|0|[0-9]+\\s*[smhd])\\s*$",
-                              "description": "how often an incremental run lists every live id to find hard-deleted rows; a full refresh always does"},
-                "soft_delete": {
-                    "type": "object",
-                    "description": "soft-delete column per stream: a row whose column is non-NULL and not false is a deletion",
-                    "propertyNames": {"enum": streams::ALL.map(|s| s.name)},
-                    "additionalProperties": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": MAX_IDENTIFIER},
-                },
-            }
-        })
+        tributary_sdk::config_spec::<Config>()
     }
 }
 
@@ -252,6 +234,31 @@ fn soft_delete_problem(stream: &str, column: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// The spec's required keys, defaults and unknown-key rule are serde's, the nested
+    /// `sample_data` table's too.
+    #[test]
+    fn spec_agrees_with_serde() {
+        assert_eq!(
+            tributary_sdk::spec_drift::<Config>(&json!({"url": "sqlite:x.db"})),
+            Ok(())
+        );
+        assert_eq!(tributary_sdk::spec_drift::<SampleSpec>(&json!({})), Ok(()));
+        let spec = Config::spec();
+        let props = &spec["properties"];
+        assert_eq!(props["reconcile_every"]["default"], "1h");
+        assert_eq!(props["sample_data"]["type"], "object");
+        assert_eq!(props["sample_data"]["properties"]["clients"]["minimum"], 1);
+        assert_eq!(
+            props["soft_delete"]["propertyNames"]["enum"][0],
+            streams::ALL[0].name
+        );
+        assert_eq!(
+            props["soft_delete"]["additionalProperties"]["maxLength"],
+            MAX_IDENTIFIER
+        );
+    }
 
     #[test]
     fn defaults_and_unknown_keys() {

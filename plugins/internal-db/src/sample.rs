@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+
 use tributary_sample_msp::Rng;
 pub use tributary_sample_msp::{identity, roster, RosterClient, SUPEROPS_ACCOUNT_BASE};
 
@@ -29,11 +29,12 @@ use crate::streams::{self, Kind, StreamDef};
 use crate::timestamp::{format_date, format_micros, micros_from_civil, MICROS_PER_SEC};
 
 /// How much sample data to generate. Table sizes are per client, so one knob scales all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleSpec {
     /// Number of clients (rows of `client_profiles`).
     #[serde(default = "default_clients")]
+    #[schemars(range(min = 1))]
     pub clients: u32,
     /// Seed of the generator; the same seed gives the same data.
     #[serde(default = "default_seed")]
@@ -139,24 +140,6 @@ impl SampleSpec {
             )));
         }
         Ok(())
-    }
-
-    /// JSON Schema of the `sample_data` table.
-    pub fn json_schema() -> Value {
-        let count = |d: u32, what: &str| json!({"type": "integer", "minimum": 0, "default": d, "description": what});
-        json!({
-            "type": "object",
-            "additionalProperties": false,
-            "description": "create a missing SQLite file with deterministic sample data",
-            "properties": {
-                "clients": {"type": "integer", "minimum": 1, "default": default_clients(), "description": "number of clients"},
-                "seed": {"type": "integer", "minimum": 0, "default": default_seed(), "description": "generator seed"},
-                "service_history_per_client": count(default_service_history_per_client(), "service_history rows per client"),
-                "satisfaction_scores_per_client": count(default_satisfaction_scores_per_client(), "satisfaction_scores rows per client"),
-                "communication_engagement_per_client": count(default_communication_engagement_per_client(), "communication_engagement rows per client"),
-                "contracts_per_client": count(default_contracts_per_client(), "contracts rows per client"),
-            }
-        })
     }
 }
 

@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 pub use tributary_sdk::toolkit::http::Secret;
 
 /// Which date the manifest's window (`--start`/`--end`) filters on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowField {
     /// Transactions by business date (`TxnDate`), list entities by `LastUpdatedTime`.
@@ -22,8 +23,9 @@ pub enum WindowField {
 }
 
 /// Settings of one QuickBooks company (realm). Secrets are redacted from `Debug`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "QuickBooks Online")]
 pub struct Config {
     /// The company id (`realmId`) shown in the QuickBooks developer portal.
     pub realm_id: String,
@@ -39,6 +41,7 @@ pub struct Config {
     pub access_token: Option<Secret>,
     /// When `access_token` expires (RFC 3339), written by the host with it.
     #[serde(default)]
+    #[schemars(extend("format" = "date-time"))]
     pub access_token_expires_at: Option<String>,
     /// API host; the sandbox host or the local emulator for testing.
     #[serde(default = "default_base_url")]
@@ -51,6 +54,7 @@ pub struct Config {
     pub minor_version: u32,
     /// `MAXRESULTS` per query page (1..=1000).
     #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 1000))]
     pub page_size: u32,
     /// Client-side budget: requests per minute per realm (QuickBooks allows 500).
     #[serde(default = "default_per_minute")]
@@ -64,6 +68,7 @@ pub struct Config {
     /// Length in seconds of the "minute" budget window. Only benchmarks and tests against
     /// a scaled-down emulator change it.
     #[serde(default = "default_budget_window_secs")]
+    #[schemars(range(min = 1))]
     pub budget_window_secs: u64,
     /// Seconds to wait after a throttle fault that carries no `Retry-After` (QuickBooks
     /// documents 60 s; tests lower it).
@@ -74,6 +79,7 @@ pub struct Config {
     pub max_throttle_retries: u32,
     /// Attempts for one request on 5xx and timeouts, the first included.
     #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// First backoff delay in milliseconds (doubles per attempt, with full jitter).
     #[serde(default = "default_backoff_initial_ms")]
@@ -83,12 +89,15 @@ pub struct Config {
     pub backoff_max_ms: u64,
     /// Whole-request timeout in seconds (QuickBooks cuts queries off at 120 s).
     #[serde(default = "default_request_timeout_secs")]
+    #[schemars(range(min = 1))]
     pub request_timeout_secs: u64,
     /// TCP/TLS connect timeout in seconds.
     #[serde(default = "default_connect_timeout_secs")]
+    #[schemars(range(min = 1))]
     pub connect_timeout_secs: u64,
     /// Streams read at the same time (they share the budget).
     #[serde(default = "default_stream_concurrency")]
+    #[schemars(range(min = 1))]
     pub stream_concurrency: u32,
     /// What the window's start/end filter on.
     #[serde(default)]
@@ -99,6 +108,7 @@ pub struct Config {
     pub start_date: Option<NaiveDate>,
     /// Days per `transaction_list` request (the report has no paging).
     #[serde(default = "default_report_chunk_days")]
+    #[schemars(range(min = 1))]
     pub report_chunk_days: u32,
     /// Days before the saved position an incremental `transaction_list` re-reads, to
     /// pick up edits to recent transactions.
@@ -109,6 +119,7 @@ pub struct Config {
     /// stamped by a server clock a little behind) are asked for again. Re-reading costs
     /// nothing but duplicates the exact position removes.
     #[serde(default = "default_cdc_margin_secs")]
+    #[schemars(range(max = 86_400))]
     pub cdc_margin_secs: u64,
 }
 
@@ -254,44 +265,9 @@ impl Config {
     }
 }
 
-/// The JSON Schema `spec` returns.
+/// The JSON Schema `spec` returns, derived from [`Config`].
 pub fn spec() -> serde_json::Value {
-    serde_json::json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "QuickBooks Online",
-        "type": "object",
-        "required": ["realm_id", "client_id", "client_secret", "refresh_token"],
-        "additionalProperties": false,
-        "properties": {
-            "realm_id": {"type": "string", "description": "Company id (realmId)"},
-            "client_id": {"type": "string", "description": "OAuth client id of the Intuit app"},
-            "client_secret": {"type": "string", "description": "OAuth client secret", "secret": true},
-            "refresh_token": {"type": "string", "description": "Current refresh token; rotates and is persisted by the host", "secret": true},
-            "access_token": {"type": "string", "description": "Access token from an earlier run (host-managed)", "secret": true},
-            "access_token_expires_at": {"type": "string", "format": "date-time", "description": "Expiry of access_token (host-managed)"},
-            "base_url": {"type": "string", "default": PRODUCTION_BASE_URL},
-            "token_url": {"type": "string", "default": INTUIT_TOKEN_URL},
-            "minor_version": {"type": "integer", "default": 75},
-            "page_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
-            "requests_per_minute": {"type": "integer", "minimum": 0, "default": 500},
-            "requests_per_second": {"type": "integer", "minimum": 0, "default": 10},
-            "max_concurrency": {"type": "integer", "minimum": 0, "default": 10},
-            "budget_window_secs": {"type": "integer", "minimum": 1, "default": 60},
-            "retry_after_default_secs": {"type": "integer", "minimum": 0, "default": 60},
-            "max_throttle_retries": {"type": "integer", "minimum": 0, "default": 10},
-            "max_attempts": {"type": "integer", "minimum": 1, "default": 6},
-            "backoff_initial_ms": {"type": "integer", "minimum": 0, "default": 500},
-            "backoff_max_ms": {"type": "integer", "minimum": 0, "default": 30000},
-            "request_timeout_secs": {"type": "integer", "minimum": 1, "default": 130},
-            "connect_timeout_secs": {"type": "integer", "minimum": 1, "default": 10},
-            "stream_concurrency": {"type": "integer", "minimum": 1, "default": 4},
-            "window_field": {"type": "string", "enum": ["txn_date", "last_updated_time"], "default": "txn_date"},
-            "start_date": {"type": "string", "format": "date"},
-            "report_chunk_days": {"type": "integer", "minimum": 1, "default": 30},
-            "report_lookback_days": {"type": "integer", "minimum": 0, "default": 30},
-            "cdc_margin_secs": {"type": "integer", "minimum": 0, "maximum": 86400, "default": 300}
-        }
-    })
+    tributary_sdk::config_spec::<Config>()
 }
 
 #[cfg(test)]
@@ -309,6 +285,30 @@ mod tests {
         }
         assert_eq!(c.page_size, 1000);
         assert_eq!(c.minor_version, 75);
+    }
+
+    /// The spec's required keys, defaults and unknown-key rule are serde's.
+    #[test]
+    fn spec_agrees_with_serde() {
+        let minimal = serde_json::json!({"realm_id": "123", "client_id": "c", "client_secret": "s", "refresh_token": "r"});
+        assert_eq!(tributary_sdk::spec_drift::<Config>(&minimal), Ok(()));
+        let spec = spec();
+        let props = &spec["properties"];
+        for secret in ["client_secret", "refresh_token", "access_token"] {
+            assert_eq!(props[secret]["secret"], true, "{secret}");
+        }
+        assert_eq!(
+            props["window_field"]["enum"],
+            serde_json::json!(["txn_date", "last_updated_time"])
+        );
+        assert_eq!(
+            (
+                &props["page_size"]["minimum"],
+                &props["page_size"]["maximum"]
+            ),
+            (&1.into(), &1000.into())
+        );
+        assert_eq!(props["start_date"]["format"], "date");
     }
 
     #[test]

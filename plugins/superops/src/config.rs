@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tributary_sdk::toolkit::ReconcileEvery;
 
 use crate::error::{Error, Result};
@@ -11,8 +12,9 @@ use crate::error::{Error, Result};
 pub use tributary_sdk::toolkit::http::Secret;
 
 /// Settings of one SuperOps tenant, from `[sources.<name>.config]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "SuperOps MSP")]
 pub struct Config {
     /// GraphQL endpoint: `https://api.superops.ai/msp` (US, the default),
     /// `https://euapi.superops.ai/msp` (EU), or any URL (an emulator).
@@ -25,6 +27,7 @@ pub struct Config {
     pub api_token: Secret,
     /// Rows per page, 1–100 (the API maximum).
     #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 100))]
     pub page_size: u32,
     /// Client-side request budget per rolling minute; 0 turns it off (emulators only).
     /// The default, 100, is the conservative reading of the documented limits (100 or
@@ -34,9 +37,11 @@ pub struct Config {
     /// Length in seconds of the window `requests_per_minute` counts over: 60, the
     /// documented minute. Only an emulator with a shortened window needs another value.
     #[serde(default = "default_rate_window_seconds")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub rate_window_seconds: f64,
     /// Pages fetched concurrently during full scans.
     #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1))]
     pub concurrency: u32,
     /// How far before the saved cursor incremental ticket reads start again, to catch
     /// late-committed edits; rows already delivered are recognised and skipped.
@@ -44,10 +49,12 @@ pub struct Config {
     pub overlap_seconds: u64,
     /// Timeout of one HTTP request, in seconds.
     #[serde(default = "default_timeout_seconds")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub timeout_seconds: f64,
     /// First wait after `rate_limit_exceeded`, in seconds; doubles on each repeat (the API
     /// sends no Retry-After; one is honoured if it ever appears).
     #[serde(default = "default_rate_limit_wait_seconds")]
+    #[schemars(range(min = 0))]
     pub rate_limit_wait_seconds: f64,
     /// Retries of one request after throttling, 5xx or network errors.
     #[serde(default = "default_max_retries")]
@@ -155,25 +162,24 @@ impl Config {
 
 /// JSON Schema of [`Config`], for `spec`.
 pub fn spec() -> Value {
-    json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "SuperOps MSP",
-        "type": "object",
-        "required": ["subdomain", "api_token"],
-        "additionalProperties": false,
-        "properties": {
-            "api_url": {"type": "string", "default": default_api_url(), "description": "GraphQL endpoint (US https://api.superops.ai/msp, EU https://euapi.superops.ai/msp, or an emulator)"},
-            "subdomain": {"type": "string", "description": "Tenant subdomain, sent as CustomerSubDomain"},
-            "api_token": {"type": "string", "secret": true, "description": "API token; use ${ENV_VAR}"},
-            "page_size": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
-            "requests_per_minute": {"type": "integer", "minimum": 0, "default": 100, "description": "Client-side budget per rolling minute; 0 = off"},
-            "rate_window_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 60, "description": "Window the budget counts over (60; shorter only for emulators)"},
-            "concurrency": {"type": "integer", "minimum": 1, "default": 4, "description": "Pages fetched at once in full scans"},
-            "overlap_seconds": {"type": "integer", "minimum": 0, "default": 600, "description": "Incremental re-read window before the cursor"},
-            "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 60},
-            "rate_limit_wait_seconds": {"type": "number", "minimum": 0, "default": 30},
-            "max_retries": {"type": "integer", "minimum": 0, "default": 5},
-            "reconcile_every": {"type": "string", "default": default_reconcile_every().to_string(), "description": "How often tickets list every id to find deletions: \"24h\", \"30m\", \"7d\", \"always\" or \"never\" (full refresh only)"}
-        }
-    })
+    tributary_sdk::config_spec::<Config>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The spec's required keys, defaults and unknown-key rule are serde's.
+    #[test]
+    fn spec_agrees_with_serde() {
+        let minimal = json!({"subdomain": "acme", "api_token": "t"});
+        assert_eq!(tributary_sdk::spec_drift::<Config>(&minimal), Ok(()));
+        let spec = spec();
+        let props = &spec["properties"];
+        assert_eq!(props["api_token"]["secret"], true);
+        assert_eq!(props["page_size"]["maximum"], 100);
+        assert_eq!(props["timeout_seconds"]["exclusiveMinimum"], 0);
+        assert_eq!(props["reconcile_every"]["default"], "1d"); // 24h, as Display writes it
+    }
 }

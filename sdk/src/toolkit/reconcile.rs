@@ -95,6 +95,25 @@ impl<'de> Deserialize<'de> for ReconcileEvery {
     }
 }
 
+/// What [`ReconcileEvery::parse`] accepts, for config schemas.
+pub const RECONCILE_EVERY_PATTERN: &str = r"^\s*(always|never|0|[0-9]+\s*[smhd])\s*$";
+
+/// Text matching [`RECONCILE_EVERY_PATTERN`].
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ReconcileEvery {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReconcileEvery".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": RECONCILE_EVERY_PATTERN})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

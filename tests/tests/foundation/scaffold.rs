@@ -105,6 +105,31 @@ fn a_generated_connector_builds_out_of_tree_and_syncs_through_the_host() {
     assert_eq!(cursor, "2026-03-08T00:00:00Z");
     assert!(!run.all().contains(TOKEN), "the token never shows");
 
+    // An item updated between two pages of one read (item 2, after page 1) moves to the
+    // end; paging by offset would then skip item 4 for good. Every item arrives, at its
+    // latest version.
+    api.set(
+        (1..=10)
+            .map(|i| (i, format!("2026-04-{i:02}T00:00:00Z")))
+            .collect(),
+    );
+    api.update_after_next_page((2, "2026-04-20T00:00:00Z".into()));
+    let (run, _) = s.sync(&[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let rows: Vec<(String, String)> = wh
+        .prepare("SELECT _pk, _cursor FROM \"acme_widgets__items\" ORDER BY _cursor, _pk")
+        .expect("the stream's table")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    let latest: Vec<(String, String)> = api
+        .items()
+        .into_iter()
+        .map(|(id, at)| (id.to_string(), at))
+        .collect();
+    assert_eq!(rows, latest);
+
     // And it keeps every invariant the host relies on.
     let kit = s.run(&["conformance", "acme-widgets"]);
     assert_eq!(kit.code, 0, "{}", kit.all());

@@ -41,3 +41,20 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }
+
+/// Always `"secret": true`, and always inlined: the host and the conformance kit look for
+/// the marker on the property itself to redact the value and to prove it never leaks.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Secret {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "secret": true})
+    }
+}
