@@ -469,7 +469,7 @@ mod tests {
         let msg = exit_cause(code, &["boom".to_string()], &limits(None));
         assert!(msg.contains("code 3") && msg.contains("boom"), "{msg}");
         // The plugin process's own verdict needs no stderr.
-        let own = ExitStatus::from_raw(i32::from(crate::isolation::oom::EXIT_OUT_OF_MEMORY) << 8);
+        let own = ExitStatus::from_raw(crate::isolation::oom::EXIT_OUT_OF_MEMORY << 8);
         let msg = exit_cause(own, &[], &limits(Some(128)));
         assert!(msg.contains("memory limit of 128 MB"), "{msg}");
         let msg = killed_cause(Kill::Timeout, &limits(None));
