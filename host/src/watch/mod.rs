@@ -4,3 +4,4 @@
 
 pub mod metrics;
 pub mod status;
+pub mod schedule;
