@@ -513,6 +513,34 @@ fn only_loopback_http_receivers_are_accepted() {
     assert_eq!(emu.webhook_stats().events, 0);
 }
 
+#[test]
+fn the_receiver_can_be_set_over_http_too() {
+    let receiver = Receiver::start();
+    let emu = Emulator::start(small()).expect("emulator");
+    let post = |body: &str| {
+        http(
+            &host(&emu),
+            &format!("POST /emulator/webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()),
+        )
+    };
+    let refused = json!({"url": "http://203.0.113.9/hook", "verifier_token": TOKEN}).to_string();
+    assert_eq!(post(&refused).0, 400);
+    let set =
+        json!({"url": receiver.url(), "verifier_token": TOKEN, "shape": "cloudevents"}).to_string();
+    assert_eq!(post(&set).0, 204);
+    let change = emu.mutate().expect("a change");
+    let d = receiver.next();
+    assert_signed(&d, TOKEN);
+    assert_eq!(d.json()[0]["intuitentityid"], change.id.as_str());
+    assert_eq!(post("{}").0, 204);
+    emu.mutate().expect("a change");
+    assert_eq!(
+        emu.webhook_stats().events,
+        1,
+        "cleared: nothing more is queued"
+    );
+}
+
 fn superops_tickets_by_update(emu: &superops::Emulator) -> Vec<Value> {
     let body = json!({
         "query": "query getTicketList($input: ListInfoInput!) { getTicketList(input: $input) { tickets { ticketId status updatedTime } listInfo { hasMore } } }",

@@ -23,7 +23,7 @@ use super::data::{entity, format_ts, parse_ts, Store, CDC_EXCLUDED};
 use super::faults;
 use super::query::{self, Outcome};
 use super::report;
-use super::webhooks::{Dispatcher, WebhookError};
+use super::webhooks::{Dispatcher, WebhookConfig, WebhookError, WebhookShape};
 use crate::mutate::{self, Change, Monitor, MutationStats};
 use rand::SeedableRng;
 
@@ -322,6 +322,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/oauth2/v1/tokens/bearer", post(tokens_create))
         .route("/emulator/mutations", post(mutations_create))
         .route("/emulator/stats", get(stats_get))
+        .route("/emulator/webhook", post(webhook_update))
         .layer(axum::middleware::from_fn_with_state(
             shared.config.latency,
             crate::delay,
@@ -912,6 +913,46 @@ async fn mutations_create(State(shared): State<Arc<Shared>>, Json(m): Json<Mutat
         other => return (StatusCode::BAD_REQUEST, format!("unknown op {other}")).into_response(),
     };
     Json(result).into_response()
+}
+
+/// A webhook setting sent to `/emulator/webhook`; no `url` clears it.
+#[derive(Debug, Deserialize)]
+struct WebhookUpdate {
+    url: Option<String>,
+    #[serde(default)]
+    verifier_token: String,
+    #[serde(default)]
+    shape: Option<String>,
+    #[serde(default)]
+    resends: u32,
+}
+
+/// Points the webhooks at a receiver that was bound after the emulator started (the
+/// host's watch server, when the emulator runs as a separate process).
+async fn webhook_update(
+    State(shared): State<Arc<Shared>>,
+    Json(w): Json<WebhookUpdate>,
+) -> Response {
+    let shape = match w.shape.as_deref() {
+        None | Some("legacy") => WebhookShape::Legacy,
+        Some("cloudevents") => WebhookShape::CloudEvents,
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown shape {other:?} (legacy or cloudevents)"),
+            )
+                .into_response()
+        }
+    };
+    let config = w.url.map(|url| {
+        WebhookConfig::new(url, w.verifier_token)
+            .shape(shape)
+            .resends(w.resends)
+    });
+    match shared.webhooks.set(config) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }
 
 async fn stats_get(State(shared): State<Arc<Shared>>) -> Response {
