@@ -35,3 +35,4 @@ pub mod runner;
 pub mod sandbox;
 pub mod validation;
 pub mod views;
+pub mod watch;

@@ -58,6 +58,9 @@ enum Command {
     },
     /// Sync every enabled source (incrementally, in parallel).
     Run(RunArgs),
+    /// Keep every enabled source in incremental sync, each on its own interval, and
+    /// publish the committed changes (WebSocket, NATS); runs until Ctrl-C.
+    Watch(tributary::app::watch::WatchArgs),
     /// Check one source's connector against the invariants every connector must keep.
     Conformance(tributary::conformance::ConformanceArgs),
     /// Runs one plugin call in this process for a host (`isolation = "process"`).
@@ -195,6 +198,7 @@ fn run_command(cli: &mut Cli, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
                 app::inspect::discover(&loaded, source.as_ref(), cancel.clone())
             }
             Command::Run(args) => app::run::run(&loaded, args, cancel.clone()),
+            Command::Watch(args) => app::watch::watch(&loaded, args, cancel.clone()),
             Command::State { command } => app::state::state(&loaded, command),
             Command::Clients { clients, json } => app::view::clients(&loaded, clients, *json),
             Command::Quality(args) => app::quality::report(&loaded, args),

@@ -35,6 +35,9 @@ pub struct Manifest {
     /// Data quality: validation and the thresholds a run must meet.
     #[serde(default)]
     pub quality: QualitySection,
+    /// `tributary watch`: its HTTP server, feed and retry settings.
+    #[serde(default)]
+    pub watch: WatchSection,
     /// Unset `${VAR}` references inside each source's section. Reported only when that
     /// source is selected, so a disabled source may name credentials nobody has yet.
     #[serde(skip)]
@@ -165,6 +168,40 @@ pub struct DefaultsSection {
     pub end_date: Option<String>,
     /// Records per stream per run.
     pub limit: Option<u64>,
+}
+
+/// `[watch]`: the long-running `tributary watch` (see docs/realtime.md).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// Address of the HTTP server (webhooks, `/events`, `/health`, `/metrics`, the status
+    /// page), e.g. `"127.0.0.1:8787"`; absent: no server.
+    pub listen: Option<String>,
+    /// Bearer token subscribers of `/events` (and the status page) must present; normally
+    /// `"${TRIBUTARY_EVENTS_TOKEN}"`. Required with `listen`.
+    pub events_token: Option<String>,
+    /// Polling interval of sources without their own `interval` (default `"10s"`).
+    pub interval: Option<String>,
+    /// Longest wait before retrying a failing source (default `"5m"`); waits double from
+    /// the source's interval up to this.
+    pub backoff_max: Option<String>,
+    /// Failed cycles in a row after which `/health` answers 503 (default 3).
+    pub health_failures: Option<u32>,
+    /// Committed events kept for `/events?since=` replay (default 10,000).
+    pub replay: Option<usize>,
+    /// Events a subscriber may fall behind before it is dropped (default 4,096).
+    pub subscriber_lag: Option<usize>,
+    /// QuickBooks webhooks by source: `[watch.webhooks.<source>] verifier_token = "${..}"`.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookSection>,
+}
+
+/// `[watch.webhooks.<source>]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// The app's webhook verifier token (Intuit developer portal); a secret.
+    pub verifier_token: String,
 }
 
 /// `[quality]`: every limit is off unless set; a run (or `tributary quality`) that breaks

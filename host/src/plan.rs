@@ -274,6 +274,11 @@ pub fn parse_date(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn validate_interval(s: &str) -> Result<(), String> {
+    parse_interval(s).map(|_| ())
+}
+
+/// A source's `interval` for `watch`: `"<n>s"`, 1–60 seconds.
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
     let secs = s
         .trim()
         .strip_suffix('s')
@@ -282,7 +287,23 @@ fn validate_interval(s: &str) -> Result<(), String> {
     if !(1..=60).contains(&secs) {
         return Err(format!("interval `{s}` must be between 1s and 60s"));
     }
-    Ok(())
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// A duration like `"90s"`, `"5m"` or `"1h"`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like \"90s\", \"5m\" or \"1h\""))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("`{s}` is not a duration like \"90s\", \"5m\" or \"1h\"")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// How to scan the manifest's plugin directory: every library loaded into the host when

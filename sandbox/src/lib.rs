@@ -2,10 +2,13 @@
 //! authors: [`quickbooks`] (QuickBooks Online Accounting API v3) and [`superops`]
 //! (SuperOps MSP GraphQL). Each serves real HTTP on loopback from deterministic generated
 //! data and reproduces the documented quirks and failure modes. [`items`] serves the
-//! example API of the connector template (`tributary new-connector`).
+//! example API of the connector template (`tributary new-connector`). [`mutate`] holds
+//! what both share for changing data over time: the timer's settings and the [`mutate::Change`]
+//! a mutation reports.
 
 pub mod connect;
 pub mod items;
+pub mod mutate;
 pub mod quickbooks;
 pub mod superops;
 

@@ -8,7 +8,8 @@
 //! - [`view`]: `clients` (the `client_360` view);
 //! - [`quality`]: `quality` (the warehouse's data quality);
 //! - [`state`]: `state show` and `state reset`;
-//! - [`scaffold`]: `new-connector`, a connector crate from the template.
+//! - [`scaffold`]: `new-connector`, a connector crate from the template;
+//! - [`watch`]: `watch`, the long-running incremental sync and its change feed.
 //!
 //! Commands are the application's edge, so they return `anyhow` errors; a
 //! [`UsageError`] (bad manifest, bad arguments) exits 2, anything else 1.
@@ -35,6 +36,7 @@ pub mod run;
 pub mod scaffold;
 pub mod state;
 pub mod view;
+pub mod watch;
 
 /// A user error (bad manifest, bad arguments): printed as is, exit code 2.
 #[derive(Debug)]

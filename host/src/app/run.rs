@@ -1,6 +1,7 @@
 //! `run`: plans, discovers, syncs every selected source into the destination, measures
 //! quality, refreshes `client_360`, and reports.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
+use tributary_sdk::Catalog;
 
 use super::{
     breach_code, build_plan, client_360_sources, lock_credentials, lock_destination,
@@ -138,81 +140,11 @@ pub fn run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
     }
     let services = services(&plan, cancel);
 
-    // Discover every source first, so a bad stream name fails before anything is written.
-    let mut prepared = Vec::new();
-    let mut catalogs = std::collections::HashMap::new();
-    let mut failed_early = Vec::new();
-    let mut problems = Vec::new();
-    let discovered: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = plan
-            .sources
-            .iter()
-            .map(|s| {
-                let handler = runner::control_handler(&s.name, &services);
-                scope.spawn(move || s.plugin.discover(&s.config, handler))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(tributary_sdk::ConnectorError::system(
-                        "discover panicked in the host",
-                    ))
-                })
-            })
-            .collect()
-    });
-    for (source, catalog) in plan.sources.iter().zip(discovered) {
-        match catalog {
-            Ok(catalog) => match runner::select_streams(source, &catalog, args.full_refresh) {
-                Ok(configured) if configured.streams.is_empty() => problems.push(format!(
-                    "source `{}`: no stream selected{} (plugin {} offers: {})",
-                    source.name,
-                    if args.streams.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " by --stream {} among the manifest's streams",
-                            args.streams.join(", --stream ")
-                        )
-                    },
-                    source.plugin.info().name,
-                    catalog.stream_names()
-                )),
-                Ok(configured) => {
-                    prepared.push(PreparedSource {
-                        plan: source.clone(),
-                        catalog: configured,
-                        trackers: Default::default(),
-                    });
-                    catalogs.insert(source.name.clone(), catalog);
-                }
-                Err(e) => problems.push(e),
-            },
-            Err(e) => {
-                tracing::error!(source = %source.name, "discover failed: {e}");
-                // The streams the manifest selected, when it names them; `*` otherwise
-                // (the catalog that would list them is what failed).
-                let streams = source
-                    .streams
-                    .clone()
-                    .unwrap_or_else(|| vec!["*".to_string()]);
-                failed_early.extend(streams.into_iter().map(|stream| runner::StreamReport {
-                    source: source.name.clone(),
-                    stream,
-                    records: 0,
-                    deleted: 0,
-                    seconds: 0.0,
-                    error: Some(e.clone()),
-                    quality: None,
-                }));
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(usage(problems.join("\n")));
-    }
+    let Prepared {
+        sources: mut prepared,
+        catalogs,
+        failed_early,
+    } = prepare(&plan, &services, args.full_refresh, &args.streams)?;
 
     let mut dest = destination::open(&plan.destination).with_context(|| {
         format!(
@@ -287,6 +219,106 @@ pub fn run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         println!("{incomplete} of {} stream(s) INCOMPLETE", reports.len());
         Ok(ExitCode::from(1))
     }
+}
+
+/// Every source of a plan, discovered and with its streams selected.
+pub(super) struct Prepared {
+    /// The sources to read.
+    pub sources: Vec<PreparedSource>,
+    /// Each read source's discovered catalog, by source name.
+    pub catalogs: HashMap<String, Catalog>,
+    /// Reports of the sources whose discover failed (the others still run).
+    pub failed_early: Vec<runner::StreamReport>,
+}
+
+/// Discovers every source first, so a bad stream name fails (a usage error listing every
+/// problem) before anything is written. `streams`: the `--stream` arguments, for messages.
+pub(super) fn prepare(
+    plan: &Plan,
+    services: &runner::Services,
+    full_refresh: bool,
+    streams: &[String],
+) -> Result<Prepared> {
+    let mut prepared = Vec::new();
+    let mut catalogs = HashMap::new();
+    let mut failed_early = Vec::new();
+    let mut problems = Vec::new();
+    let discovered: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .sources
+            .iter()
+            .map(|s| {
+                let handler = runner::control_handler(&s.name, services);
+                scope.spawn(move || s.plugin.discover(&s.config, handler))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(tributary_sdk::ConnectorError::system(
+                        "discover panicked in the host",
+                    ))
+                })
+            })
+            .collect()
+    });
+    for (source, catalog) in plan.sources.iter().zip(discovered) {
+        match catalog {
+            Ok(catalog) => match runner::select_streams(source, &catalog, full_refresh) {
+                Ok(configured) if configured.streams.is_empty() => problems.push(format!(
+                    "source `{}`: no stream selected{} (plugin {} offers: {})",
+                    source.name,
+                    if streams.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " by --stream {} among the manifest's streams",
+                            streams.join(", --stream ")
+                        )
+                    },
+                    source.plugin.info().name,
+                    catalog.stream_names()
+                )),
+                Ok(configured) => {
+                    prepared.push(PreparedSource {
+                        plan: source.clone(),
+                        catalog: configured,
+                        trackers: Default::default(),
+                    });
+                    catalogs.insert(source.name.clone(), catalog);
+                }
+                Err(e) => problems.push(e),
+            },
+            Err(e) => {
+                tracing::error!(source = %source.name, "discover failed: {e}");
+                // The streams the manifest selected, when it names them; `*` otherwise
+                // (the catalog that would list them is what failed).
+                let streams = source
+                    .streams
+                    .clone()
+                    .unwrap_or_else(|| vec!["*".to_string()]);
+                failed_early.extend(streams.into_iter().map(|stream| runner::StreamReport {
+                    source: source.name.clone(),
+                    stream,
+                    records: 0,
+                    deleted: 0,
+                    seconds: 0.0,
+                    error: Some(e.clone()),
+                    quality: None,
+                }));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(problems.join("\n")));
+    }
+
+    Ok(Prepared {
+        sources: prepared,
+        catalogs,
+        failed_early,
+    })
 }
 
 /// Refreshes the `client_360` view after a run, so it matches the manifest's sources and

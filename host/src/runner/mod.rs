@@ -35,6 +35,7 @@ mod writer;
 
 use handler::{streams_prefix, SourceHandler};
 pub use select::{scope_of, select_streams};
+pub use writer::CommitHooks;
 use writer::{writer_loop, Marked, WriterError, WriterMsg, QUEUE_DEPTH};
 
 /// The outcome of one stream.
@@ -126,16 +127,7 @@ pub fn run(
     options: &RunOptions,
     services: &Services,
 ) -> Vec<StreamReport> {
-    let (tx, rx) = mpsc::sync_channel::<WriterMsg>(QUEUE_DEPTH);
-    let failed: WriterError = Arc::default();
-    let marked: Marked = Arc::default();
-    let writer = {
-        let (failed, marked) = (failed.clone(), marked.clone());
-        std::thread::Builder::new()
-            .name("tributary-writer".to_string())
-            .spawn(move || writer_loop(dest, rx, failed, marked))
-    };
-    let writer = match writer {
+    let writer = match Writer::start(dest, None) {
         Ok(w) => w,
         Err(e) => {
             return sources
@@ -161,35 +153,21 @@ pub fn run(
             .collect::<std::collections::VecDeque<_>>(),
     ));
     let reports = Arc::new(Mutex::new(Vec::new()));
-    let state = Arc::new(state);
     std::thread::scope(|scope| {
         for _ in 0..options.parallelism {
             let queue = queue.clone();
             let reports = reports.clone();
-            let tx = tx.clone();
-            let failed = failed.clone();
-            let state = state.clone();
+            let (writer, state) = (&writer, &state);
             scope.spawn(move || loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                 let Some(source) = next else { break };
-                let r = run_source(
-                    source,
-                    tx.clone(),
-                    failed.clone(),
-                    &state,
-                    options,
-                    services,
-                );
+                let r = writer.read_source(source, state, options, services);
                 reports.lock().unwrap_or_else(|p| p.into_inner()).extend(r);
             });
         }
     });
-    drop(tx);
-    if writer.join().is_err() {
-        tracing::error!("the writer thread panicked");
-    }
+    let marked = writer.finish();
     let mut out = std::mem::take(&mut *reports.lock().unwrap_or_else(|p| p.into_inner()));
-    let marked = std::mem::take(&mut *marked.lock().unwrap_or_else(|p| p.into_inner()));
     for r in &mut out {
         r.deleted += marked
             .get(&(r.source.clone(), r.stream.clone()))
@@ -198,6 +176,65 @@ pub fn run(
     }
     out.sort_by(|a, b| (&a.source, &a.stream).cmp(&(&b.source, &b.stream)));
     out
+}
+
+/// The writer thread, the one owner of the destination, and the queue to it. Sources
+/// are read into it one [`Writer::read_source`] at a time (several at once from several
+/// threads); [`Writer::finish`] commits what is left and stops it.
+pub struct Writer {
+    tx: SyncSender<WriterMsg>,
+    failed: WriterError,
+    marked: Marked,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `dest`; `hooks` (for `watch`) receive every
+    /// committed change.
+    pub fn start(dest: Box<dyn Destination>, hooks: Option<CommitHooks>) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel::<WriterMsg>(QUEUE_DEPTH);
+        let failed: WriterError = Arc::default();
+        let marked: Marked = Arc::default();
+        let thread = {
+            let (failed, marked) = (failed.clone(), marked.clone());
+            std::thread::Builder::new()
+                .name("tributary-writer".to_string())
+                .spawn(move || writer_loop(dest, rx, failed, marked, hooks))?
+        };
+        Ok(Writer {
+            tx,
+            failed,
+            marked,
+            thread,
+        })
+    }
+
+    /// Reads one source into the destination and reports each of its streams; returns
+    /// once everything it sent is committed (or failed).
+    pub fn read_source(
+        &self,
+        source: PreparedSource,
+        state: &StateMap,
+        options: &RunOptions,
+        services: &Services,
+    ) -> Vec<StreamReport> {
+        run_source(source, self.tx.clone(), self.failed.clone(), state, options, services)
+    }
+
+    /// Why the destination (or a sink) failed, if it did: nothing more is written.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Commits what is staged, stops the thread, and returns the rows completed
+    /// snapshots marked deleted, per (source, stream).
+    pub fn finish(self) -> HashMap<(String, String), u64> {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::error!("the writer thread panicked");
+        }
+        std::mem::take(&mut *self.marked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 fn run_source(

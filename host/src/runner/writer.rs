@@ -7,9 +7,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
-use crate::destination::Destination;
+use crate::destination::{Destination, StateMap};
+use crate::events::{ChangeEvent, CommitSink, Op};
 
 /// Batches queued between the plugins and the writer before plugins block. Small on
 /// purpose: a batch can hold 10,000 records (megabytes), and memory is bounded by
@@ -65,6 +67,59 @@ pub(super) type WriterError = Arc<Mutex<Option<String>>>;
 /// committed.
 pub(super) type Marked = Arc<Mutex<HashMap<(String, String), u64>>>;
 
+/// What `watch` hangs on the writer: where committed changes go.
+pub struct CommitHooks {
+    /// Sinks that must acknowledge a transaction's events before it commits; one that
+    /// fails rolls the transaction back and stops the writer, like a destination failure.
+    pub sinks: Vec<Box<dyn CommitSink>>,
+    /// Gets each committed transaction's events, in order, after the commit.
+    pub committed: Box<dyn FnMut(Vec<ChangeEvent>) + Send>,
+    /// The client field of each (source, stream), as a dotted path (`CustomerRef.value`).
+    pub client_fields: HashMap<(String, String), String>,
+    /// The state as committed, kept current: the next cycle of a source reads from it.
+    pub state: Arc<Mutex<StateMap>>,
+}
+
+impl CommitHooks {
+    /// The events of one batch.
+    fn events(&self, source: &Arc<str>, stream: &str, batch: &RecordBatch) -> Vec<ChangeEvent> {
+        let stream_name: Arc<str> = Arc::from(stream);
+        let client_field = self
+            .client_fields
+            .get(&(source.to_string(), stream.to_string()));
+        batch
+            .iter()
+            .filter_map(|r| {
+                let record = RawValue::from_string(r.data.to_string()).ok()?;
+                let client = client_field.and_then(|path| client_of(r.data, path));
+                Some(ChangeEvent {
+                    seq: 0,
+                    source: source.clone(),
+                    stream: stream_name.clone(),
+                    op: if r.deleted { Op::Delete } else { Op::Upsert },
+                    pk: r.pk.to_string(),
+                    cursor: r.cursor.map(str::to_string),
+                    client,
+                    record,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The value at a dotted `path` of a JSON object, as text (numbers and strings alike).
+fn client_of(json: &str, path: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let found = path
+        .split('.')
+        .try_fold(&value, |v, key| v.get(key))?;
+    match found {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 pub(super) fn now_stamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -74,6 +129,7 @@ pub(super) fn writer_loop(
     rx: Receiver<WriterMsg>,
     failed: WriterError,
     marked: Marked,
+    mut hooks: Option<CommitHooks>,
 ) {
     let mut staged_rows = 0usize;
     let mut txn_started: Option<Instant> = None;
@@ -81,16 +137,19 @@ pub(super) fn writer_loop(
     let mut extracted_at = String::new();
     // Marks staged in the open transaction; they count once it commits.
     let mut pending_marks: Vec<((String, String), u64)> = Vec::new();
+    // With hooks: the open transaction's events and states.
+    let mut pending = Pending::default();
 
     let fail = |e: String, dest: &mut Box<dyn Destination>, error: &mut Option<String>| {
         tracing::error!("destination failed: {e}");
+        // Whatever was staged is gone with the transaction.
         dest.rollback();
         *error = Some(e.clone());
         *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     };
-    let committed = |pending: &mut Vec<((String, String), u64)>| {
+    let committed = |marks: &mut Vec<((String, String), u64)>| {
         let mut m = marked.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, n) in pending.drain(..) {
+        for (k, n) in marks.drain(..) {
             *m.entry(k).or_default() += n;
         }
     };
@@ -109,9 +168,9 @@ pub(super) fn writer_loop(
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
                         if error.is_none() {
-                            match dest.commit() {
+                            match commit(&mut dest, hooks.as_mut(), &mut pending) {
                                 Ok(()) => committed(&mut pending_marks),
-                                Err(e) => fail(e.to_string(), &mut dest, &mut error),
+                                Err(e) => fail(e, &mut dest, &mut error),
                             }
                         }
                         staged_rows = 0;
@@ -140,6 +199,8 @@ pub(super) fn writer_loop(
                             dest.write_flagged(&source, &stream, &batch, &violations, &extracted_at)
                         {
                             fail(e.to_string(), &mut dest, &mut error);
+                        } else if let Some(hooks) = &hooks {
+                            pending.events.extend(hooks.events(&source, &stream, &batch));
                         }
                     }
                 }
@@ -152,6 +213,8 @@ pub(super) fn writer_loop(
                         txn_started.get_or_insert_with(Instant::now);
                         if let Err(e) = dest.stage_state(&source, &stream, &state) {
                             fail(e.to_string(), &mut dest, &mut error);
+                        } else if hooks.is_some() {
+                            pending.states.push((source.to_string(), stream, state));
                         }
                     }
                 }
@@ -192,9 +255,9 @@ pub(super) fn writer_loop(
                 WriterMsg::Flush(source, ack) => {
                     if error.is_none() {
                         dest.seal(&source);
-                        match dest.commit() {
+                        match commit(&mut dest, hooks.as_mut(), &mut pending) {
                             Ok(()) => committed(&mut pending_marks),
-                            Err(e) => fail(e.to_string(), &mut dest, &mut error),
+                            Err(e) => fail(e, &mut dest, &mut error),
                         }
                     }
                     staged_rows = 0;
@@ -215,18 +278,65 @@ pub(super) fn writer_loop(
             }
         }
         if txn_started.is_some() && error.is_none() {
-            match dest.commit() {
+            match commit(&mut dest, hooks.as_mut(), &mut pending) {
                 Ok(()) => committed(&mut pending_marks),
-                Err(e) => fail(e.to_string(), &mut dest, &mut error),
+                Err(e) => fail(e, &mut dest, &mut error),
             }
         }
         staged_rows = 0;
         txn_started = None;
     }
     if error.is_none() {
-        match dest.commit() {
+        match commit(&mut dest, hooks.as_mut(), &mut pending) {
             Ok(()) => committed(&mut pending_marks),
-            Err(e) => tracing::error!("final commit failed: {e}"),
+            Err(e) => {
+                dest.rollback();
+                tracing::error!("final commit failed: {e}");
+            }
         }
     }
+}
+
+/// The open transaction's events and states, for the hooks.
+#[derive(Default)]
+struct Pending {
+    events: Vec<ChangeEvent>,
+    states: Vec<(String, String, String)>,
+}
+
+/// Commits the open transaction: sinks acknowledge its events first (so state never
+/// moves past an event they have not accepted), then the destination commits, then the
+/// committed state and the events go to the hooks.
+fn commit(
+    dest: &mut Box<dyn Destination>,
+    hooks: Option<&mut CommitHooks>,
+    pending: &mut Pending,
+) -> Result<(), String> {
+    let Some(hooks) = hooks else {
+        return dest.commit().map_err(|e| e.to_string());
+    };
+    let events = std::mem::take(&mut pending.events);
+    let states = std::mem::take(&mut pending.states);
+    if !events.is_empty() {
+        for sink in &mut hooks.sinks {
+            sink.publish(&events)
+                .map_err(|e| format!("sink {}: {e}", sink.name()))?;
+        }
+    }
+    dest.commit().map_err(|e| e.to_string())?;
+    {
+        let mut committed = hooks.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (source, stream, state) in states {
+            match serde_json::from_str(&state) {
+                Ok(value) => {
+                    committed.entry(source).or_default().insert(stream, value);
+                }
+                Err(e) => tracing::error!(source, stream, "committed state is not JSON: {e}"),
+            }
+        }
+    }
+    if !events.is_empty() {
+        (hooks.committed)(events);
+    }
+    Ok(())
 }

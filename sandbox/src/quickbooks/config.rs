@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use super::webhooks::WebhookConfig;
+use crate::mutate::MutateConfig;
+
 /// How many objects of each entity the emulator generates at start.
 ///
 /// Entity names are the QuickBooks ones (`Invoice`, `Customer`, ...), as used in queries.
@@ -175,6 +178,11 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// Port on 127.0.0.1 (0 = any free port).
     pub port: u16,
+    /// Send signed webhooks for every change to this loopback receiver (`None`: none;
+    /// `Emulator::set_webhook` sets it later, once the receiver's port is known).
+    pub webhook: Option<WebhookConfig>,
+    /// Change data on a timer (`None`: only when asked).
+    pub mutate: Option<MutateConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -195,6 +203,8 @@ impl Default for EmulatorConfig {
             anchor: None,
             latency: Duration::ZERO,
             port: 0,
+            webhook: None,
+            mutate: None,
         }
     }
 }

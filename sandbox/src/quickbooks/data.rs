@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use super::clock::Clock;
 use super::config::{Counts, EmulatorConfig};
+use super::webhooks::Dispatcher;
+use crate::mutate::{Change, Operation};
 
 /// One kind of object the emulator serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +224,8 @@ pub struct Store {
     ts_index: BTreeMap<&'static str, Vec<(i64, u64)>>,
     /// [`Store::refs`], cached.
     refs: Option<Refs>,
+    /// Told of every change after generation, to send webhooks (`None`: nobody listens).
+    pub webhooks: Option<Arc<Dispatcher>>,
 }
 
 fn money(cents: i64) -> Value {
@@ -334,6 +338,7 @@ impl Store {
             mutations: 0,
             ts_index: BTreeMap::new(),
             refs: None,
+            webhooks: None,
         };
         let start = now - config.history_days.max(2) * 86_400;
         let end = now - 86_400;
@@ -803,7 +808,23 @@ impl Store {
                 v["MetaData"] = meta(at, at);
             });
         }
-        Some(id.to_string())
+        let id = id.to_string();
+        self.announce(kind.name, &id, Operation::Create, at);
+        Some(id)
+    }
+
+    /// Tells the webhook sender about a change (every mutation after generation ends here).
+    fn announce(&self, entity: &str, id: &str, operation: Operation, at: i64) {
+        if let Some(w) = &self.webhooks {
+            w.emit(
+                Change {
+                    entity: entity.to_string(),
+                    id: id.to_string(),
+                    operation,
+                },
+                at,
+            );
+        }
     }
 
     /// Updates an object: bumps `SyncToken`, stamps `LastUpdatedTime` now, changes a note.
@@ -815,20 +836,29 @@ impl Store {
 
     /// [`Store::update`] stamped `at` (epoch seconds).
     pub fn update_at(&mut self, entity: &str, id: &str, at: i64) -> bool {
-        let Ok(id) = id.parse::<u64>() else {
+        let n = self.mutations + 1;
+        self.edit_at(entity, id, at, |v| {
+            v["PrivateNote"] = json!(format!("edited (change {n})"));
+        })
+    }
+
+    /// Edits an object with `f`, as an application would: bumps `SyncToken`, stamps
+    /// `LastUpdatedTime` `at` (epoch seconds) and announces the update. False if absent.
+    pub fn edit_at(&mut self, entity: &str, id: &str, at: i64, f: impl FnOnce(&mut Value)) -> bool {
+        let Ok(num) = id.parse::<u64>() else {
             return false;
         };
-        self.ts_index.clear();
-        self.mutations += 1;
-        let n = self.mutations;
-        let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&id)) else {
+        let Some(o) = self.tables.get_mut(entity).and_then(|t| t.get_mut(&num)) else {
             return false;
         };
         o.ts = at;
         o.edit(|v| {
             bump(v, at);
-            v["PrivateNote"] = json!(format!("edited (change {n})"));
+            f(v);
         });
+        self.ts_index.clear();
+        self.mutations += 1;
+        self.announce(entity, id, Operation::Update, at);
         true
     }
 
@@ -855,6 +885,9 @@ impl Store {
                 bump(v, now);
                 v["Active"] = json!(false);
             });
+            // Intuit lists `Delete` among the operations of list entities too, while
+            // CDC shows the row as an inactive update; the webhook says what the user did.
+            self.announce(kind.name, id, Operation::Delete, now);
             return true;
         }
         let Some(_) = self.tables.get_mut(entity).and_then(|t| t.remove(&num)) else {
@@ -867,6 +900,7 @@ impl Store {
             ts: now,
             text: stub.to_string(),
         });
+        self.announce(kind.name, id, Operation::Delete, now);
         true
     }
 
@@ -928,6 +962,8 @@ impl Store {
         };
         o.ts = at;
         o.edit(|v| bump(v, at));
+        let id = id.to_string();
+        self.announce(entity, &id, Operation::Update, at);
         true
     }
 

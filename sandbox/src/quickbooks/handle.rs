@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::config::{CdcCapOrder, CdcOldSince, EmulatorConfig, FaultSpec, Limits};
 use super::server::{app, lock, Shared, Stats};
+use super::webhooks::{WebhookConfig, WebhookError, WebhookStats};
+use crate::mutate::{Change, MutationStats};
 
 /// A running QuickBooks emulator on 127.0.0.1. Dropping it shuts the server down.
 #[derive(Debug)]
@@ -20,10 +23,11 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Generates the data and starts serving; returns once the port is bound.
+    /// Generates the data and starts serving (and, as configured, sending webhooks and
+    /// changing data on a timer); returns once the port is bound.
     pub fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
         let port = config.port;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config)?);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<SocketAddr>>();
         let for_thread = shared.clone();
@@ -50,6 +54,7 @@ impl Emulator {
                         }
                     };
                     let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
+                    for_thread.spawn_background();
                     let _ = axum::serve(listener, app(for_thread))
                         .with_graceful_shutdown(async {
                             let _ = stop_rx.await;
@@ -259,6 +264,52 @@ impl Emulator {
     /// Resets the counters (not the data).
     pub fn reset_stats(&self) {
         *lock(&self.shared.stats) = Stats::default();
+    }
+
+    /// Sets the webhook receiver, or with `None` stops announcing changes. Callable at
+    /// any time: a test binds its receiver (or the host's watch server) first, then
+    /// points the emulator at it. Refuses non-loopback and non-`http://` URLs.
+    pub fn set_webhook(&self, config: Option<WebhookConfig>) -> Result<(), WebhookError> {
+        self.shared.webhooks.set(config)
+    }
+
+    /// A copy of the webhook delivery counters.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.shared.webhooks.stats.get()
+    }
+
+    /// Blocks until the webhook counters satisfy `until` (then returns them) or `timeout`
+    /// passes (`None`). For synchronous tests: do not call it on a runtime worker.
+    pub fn wait_for_webhooks(
+        &self,
+        timeout: Duration,
+        until: impl Fn(&WebhookStats) -> bool,
+    ) -> Option<WebhookStats> {
+        let (stats, ok) = self.shared.webhooks.stats.wait(timeout, until);
+        ok.then_some(stats)
+    }
+
+    /// Makes one change now, as the mutation timer would (an invoice's balance, a
+    /// customer's name, a new payment, sometimes a deletion), announces it by webhook and
+    /// returns it. `None` only if the company has nothing to change.
+    pub fn mutate(&self) -> Option<Change> {
+        self.shared.mutate_now()
+    }
+
+    /// Changes made so far by the timer and by [`Emulator::mutate`].
+    pub fn mutation_stats(&self) -> MutationStats {
+        self.shared.mutations.get()
+    }
+
+    /// Blocks until the mutation counters satisfy `until` (then returns them) or
+    /// `timeout` passes (`None`), e.g. `|s| s.timer_finished`.
+    pub fn wait_for_mutations(
+        &self,
+        timeout: Duration,
+        until: impl Fn(&MutationStats) -> bool,
+    ) -> Option<MutationStats> {
+        let (stats, ok) = self.shared.mutations.wait(timeout, until);
+        ok.then_some(stats)
     }
 }
 

@@ -23,6 +23,9 @@ use super::data::{entity, format_ts, parse_ts, Store, CDC_EXCLUDED};
 use super::faults;
 use super::query::{self, Outcome};
 use super::report;
+use super::webhooks::{Dispatcher, WebhookConfig, WebhookError, WebhookShape};
+use crate::mutate::{self, Change, Monitor, MutationStats};
+use rand::SeedableRng;
 
 /// Objects one CDC response may carry, over all entity blocks.
 pub const CDC_CAP: usize = 1000;
@@ -146,6 +149,12 @@ pub struct Shared {
     faults: Mutex<Vec<ActiveFault>>,
     /// Counters.
     pub stats: Mutex<Stats>,
+    /// The webhook sender; the store tells it of every change.
+    pub webhooks: Arc<Dispatcher>,
+    /// Changes made by the timer or on demand.
+    pub mutations: Arc<Monitor<MutationStats>>,
+    /// Chooses the timer's and on-demand changes (seeded from the mutate config).
+    mutate_rng: Mutex<rand::rngs::StdRng>,
 }
 
 /// Locks a mutex, ignoring poisoning (a panicked handler must not wedge the emulator).
@@ -154,11 +163,20 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Fresh state for `config`.
-    pub fn new(config: EmulatorConfig) -> Self {
+    /// Fresh state for `config`; fails if its webhook target is refused.
+    pub fn new(config: EmulatorConfig) -> Result<Self, WebhookError> {
         let clock = Arc::new(Clock::default());
-        Shared {
-            store: Mutex::new(Store::generate(&config, clock.clone())),
+        let webhooks = Arc::new(Dispatcher::new(&config.realm_id, &config.client_id));
+        webhooks.set(config.webhook.clone())?;
+        let mut store = Store::generate(&config, clock.clone());
+        // Attached after generation: the generated company is the starting state, not news.
+        store.webhooks = Some(webhooks.clone());
+        let seed = config.mutate.as_ref().map_or(1, |m| m.seed);
+        Ok(Shared {
+            store: Mutex::new(store),
+            webhooks,
+            mutations: Arc::new(Monitor::default()),
+            mutate_rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
             clock,
             cdc_old_since: Mutex::new(config.cdc_old_since),
             cdc_cap_order: Mutex::new(CdcCapOrder::default()),
@@ -174,7 +192,34 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
             config,
+        })
+    }
+
+    /// Starts the background tasks on the current runtime: the webhook sender and, if
+    /// configured, the mutation timer. Both end when the runtime does.
+    pub fn spawn_background(self: &Arc<Self>) {
+        tokio::spawn(self.webhooks.clone().run());
+        if let Some(m) = self.config.mutate.clone() {
+            let shared = self.clone();
+            let stats = self.mutations.clone();
+            tokio::spawn(mutate::run_timer(m, stats, move || shared.random_change()));
         }
+    }
+
+    /// Makes one random change (see [`super::mutate`]) without counting it.
+    fn random_change(&self) -> Option<Change> {
+        let mut rng = lock(&self.mutate_rng);
+        let mut store = lock(&self.store);
+        super::mutate::random_change(&mut store, &mut rng)
+    }
+
+    /// Makes one random change on demand and counts it.
+    pub fn mutate_now(&self) -> Option<Change> {
+        let change = self.random_change();
+        if change.is_some() {
+            self.mutations.update(|s| s.on_demand += 1);
+        }
+        change
     }
 
     /// Queues a fault.
@@ -277,6 +322,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/oauth2/v1/tokens/bearer", post(tokens_create))
         .route("/emulator/mutations", post(mutations_create))
         .route("/emulator/stats", get(stats_get))
+        .route("/emulator/webhook", post(webhook_update))
         .layer(axum::middleware::from_fn_with_state(
             shared.config.latency,
             crate::delay,
@@ -814,7 +860,8 @@ fn serde_urlencoded_like(body: &[u8]) -> HashMap<String, String> {
 /// A mutation request to `/emulator/mutations`.
 #[derive(Debug, Deserialize)]
 struct Mutation {
-    /// `create`, `update`, `delete`, `expire_tokens`, `advance_clock` or `age`.
+    /// `create`, `update`, `delete`, `expire_tokens`, `advance_clock`, `age` or `random`
+    /// (one change as the mutation timer makes it).
     op: String,
     entity: Option<String>,
     id: Option<String>,
@@ -853,9 +900,59 @@ async fn mutations_create(State(shared): State<Arc<Shared>>, Json(m): Json<Mutat
             store.age(m.days.unwrap_or(0) * 86_400);
             json!({"aged_days": m.days.unwrap_or(0)})
         }
+        "random" => {
+            // The random change takes the store lock itself.
+            drop(store);
+            match shared.mutate_now() {
+                Some(c) => {
+                    json!({"entity": c.entity, "id": c.id, "operation": c.operation.as_str()})
+                }
+                None => json!({}),
+            }
+        }
         other => return (StatusCode::BAD_REQUEST, format!("unknown op {other}")).into_response(),
     };
     Json(result).into_response()
+}
+
+/// A webhook setting sent to `/emulator/webhook`; no `url` clears it.
+#[derive(Debug, Deserialize)]
+struct WebhookUpdate {
+    url: Option<String>,
+    #[serde(default)]
+    verifier_token: String,
+    #[serde(default)]
+    shape: Option<String>,
+    #[serde(default)]
+    resends: u32,
+}
+
+/// Points the webhooks at a receiver that was bound after the emulator started (the
+/// host's watch server, when the emulator runs as a separate process).
+async fn webhook_update(
+    State(shared): State<Arc<Shared>>,
+    Json(w): Json<WebhookUpdate>,
+) -> Response {
+    let shape = match w.shape.as_deref() {
+        None | Some("legacy") => WebhookShape::Legacy,
+        Some("cloudevents") => WebhookShape::CloudEvents,
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown shape {other:?} (legacy or cloudevents)"),
+            )
+                .into_response()
+        }
+    };
+    let config = w.url.map(|url| {
+        WebhookConfig::new(url, w.verifier_token)
+            .shape(shape)
+            .resends(w.resends)
+    });
+    match shared.webhooks.set(config) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }
 
 async fn stats_get(State(shared): State<Arc<Shared>>) -> Response {
@@ -867,9 +964,16 @@ async fn stats_get(State(shared): State<Arc<Shared>>) -> Response {
         .map(|(k, v)| (k.to_string(), json!(v.len())))
         .collect();
     let window = lock(&shared.limits).minute_window;
+    let mutations = shared.mutations.get();
     Json(json!({"requests": s.requests, "admitted": s.admitted.len(), "max_admitted_in_window": s.max_in_window(window),
         "window_secs": window.as_secs_f64(), "throttled": s.throttled, "auth_failures": s.auth_failures,
         "max_in_flight": s.max_in_flight, "refreshes": s.refreshes, "counts": counts, "now": format_ts(shared.clock.now()), "cdc_refused": s.cdc_refused,
-        "injected_faults": s.faults.len()}))
+        "injected_faults": s.faults.len(), "webhooks": webhooks_json(&shared.webhooks.stats.get()),
+        "mutations": {"timed": mutations.timed, "on_demand": mutations.on_demand, "timer_finished": mutations.timer_finished}}))
     .into_response()
+}
+
+fn webhooks_json(w: &super::webhooks::WebhookStats) -> Value {
+    json!({"events": w.events, "overflowed": w.overflowed, "payloads": w.payloads,
+        "delivered": w.delivered, "failed": w.failed, "dropped": w.dropped})
 }

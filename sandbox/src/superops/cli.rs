@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::data::TenantSize;
 use super::server::{self, EmulatorConfig, RateLimit};
+use crate::mutate::MutateArgs;
 
 /// Command-line options of `tributary-sandbox superops`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,9 @@ pub struct CliArgs {
     /// Fractional digits of ticket timestamps (0, 3 or 6).
     #[arg(long, default_value_t = 0)]
     pub ticket_fraction_digits: u8,
+    /// Timed data changes.
+    #[command(flatten)]
+    pub mutate: MutateArgs,
 }
 
 impl CliArgs {
@@ -61,6 +65,7 @@ impl CliArgs {
             ticket_fraction_digits: self.ticket_fraction_digits,
             refuse_created_after: false,
             latency: Duration::ZERO,
+            mutate: self.mutate.config(),
         }
     }
 }

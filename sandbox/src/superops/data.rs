@@ -711,6 +711,79 @@ impl Tenant {
         true
     }
 
+    /// Moves a ticket to `status` and stamps `updatedTime` (`Resolved` goes through
+    /// [`Tenant::resolve_ticket`]; any status but `Open` counts as a first response).
+    /// Returns false when there is no such ticket.
+    pub fn set_ticket_status(&mut self, ticket_id: &str, status: &str) -> bool {
+        if status == "Resolved" {
+            return self.resolve_ticket(ticket_id);
+        }
+        let now = self.tick();
+        let d = self.ticket_fraction_digits;
+        let Some(t) = self.ticket_mut(ticket_id) else {
+            return false;
+        };
+        if status != "Open" && t.get("firstResponseTime").is_none_or(Value::is_null) {
+            respond(t, now, d);
+        }
+        t.insert("status".into(), json!(status));
+        t.insert("updatedTime".into(), json!(fmt_time(now, d)));
+        true
+    }
+
+    /// Logs time on a ticket at the clock: a new TICKET worklog entry by the ticket's
+    /// technician (or the first one), and the ticket's `worklogTimespent` and
+    /// `updatedTime` follow. Returns the entry's `itemId`, or `None` for no such ticket.
+    pub fn add_worklog(&mut self, ticket_id: &str, rng: &mut StdRng) -> Option<String> {
+        let ticket = self.ticket_mut(ticket_id)?.clone();
+        let now = self.tick();
+        let d = self.ticket_fraction_digits;
+        let tech = ticket
+            .get("technician")
+            .and_then(|t| {
+                let uid = t.get("userId").and_then(|u| {
+                    u.as_u64()
+                        .or_else(|| u.as_str().and_then(|s| s.parse().ok()))
+                })?;
+                let name = t.get("name").and_then(Value::as_str)?;
+                Some((uid, name.to_string()))
+            })
+            .or_else(|| {
+                self.rows(Collection::Technicians).first().and_then(|t| {
+                    let uid = t.get("userId").and_then(Value::as_str)?.parse().ok()?;
+                    let name = t.get("name").and_then(Value::as_str)?;
+                    Some((uid, name.to_string()))
+                })
+            })
+            .unwrap_or((id(3, 0), "Technician".to_string()));
+        let display = ticket.get("displayId").cloned().unwrap_or(Value::Null);
+        let wl = self.make_worklog(
+            rng,
+            &tech,
+            now,
+            json!({"workId": ticket_id, "displayId": display, "module": "TICKET"}),
+        );
+        let item = wl.get("itemId").and_then(Value::as_str).map(str::to_string);
+        let qty = wl.get("qty").and_then(Value::as_str).unwrap_or("0");
+        let added = parse_hundredths(qty) * 60 / 100;
+        if let Some(list) = self.rows.get_mut(&Collection::Worklogs) {
+            list.push(wl);
+        }
+        if let Some(t) = self.ticket_mut(ticket_id) {
+            let spent = t
+                .get("worklogTimespent")
+                .and_then(Value::as_str)
+                .map_or(0, parse_hundredths)
+                / 100;
+            t.insert(
+                "worklogTimespent".into(),
+                json!(format!("{}.00", spent + added)),
+            );
+            t.insert("updatedTime".into(), json!(fmt_time(now, d)));
+        }
+        item
+    }
+
     /// Removes the row of `collection` whose key ([`Collection::key_field`]) is `id`, as a
     /// deletion in SuperOps does: the object is simply no longer listed (the API has no
     /// deletion feed). Nothing else changes: rows that refer to it (a removed client's

@@ -6,7 +6,8 @@
 //!   empty body for a missing subdomain, 401 for a bad token, `rate_limit_exceeded` with
 //!   HTTP 200, `SubSelectionNotAllowed` for sub-selected JSON fields.
 //! - Tests steer it: mutations ([`Emulator::open_ticket`], [`Emulator::remove`],
-//!   [`Emulator::on_request`]), faults ([`Emulator::inject`], [`Emulator::inject_for`]) and
+//!   [`Emulator::on_request`], and timed or on-demand changes: [`EmulatorConfig::mutate`],
+//!   [`Emulator::mutate`]), faults ([`Emulator::inject`], [`Emulator::inject_for`]) and
 //!   the rate limit ([`Emulator::set_rate_limit`]).
 //!
 //! ```text
@@ -17,6 +18,7 @@ mod cli;
 mod data;
 mod exec;
 mod graphql;
+mod mutate;
 mod schema;
 mod server;
 

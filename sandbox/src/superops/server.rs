@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use super::data::{Tenant, TenantSize};
 use super::exec::{self, ExecOptions, GraphQlRequest, ScanCache};
 use super::schema::{Collection, LIST_QUERIES};
+use crate::mutate::{self, Change, Monitor, MutateConfig, MutationStats};
+use rand::SeedableRng;
 
 /// A server-side request budget: more than `max_requests` accepted requests in any
 /// sliding `window` gets `rate_limit_exceeded` (HTTP 200), as the real API does.
@@ -62,6 +64,8 @@ pub struct EmulatorConfig {
     pub refuse_created_after: bool,
     /// Added to every request's answer time (zero: none).
     pub latency: std::time::Duration,
+    /// Change data on a timer (`None`: only when asked).
+    pub mutate: Option<MutateConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -77,6 +81,7 @@ impl Default for EmulatorConfig {
             ticket_fraction_digits: 0,
             refuse_created_after: false,
             latency: std::time::Duration::ZERO,
+            mutate: None,
         }
     }
 }
@@ -169,6 +174,10 @@ struct Shared {
     cache: Mutex<ScanCache>,
     control: Mutex<Control>,
     stats: Mutex<Stats>,
+    mutate: Option<MutateConfig>,
+    mutations: Arc<Monitor<MutationStats>>,
+    /// Chooses the timer's and on-demand changes (seeded from the mutate config).
+    mutate_rng: Mutex<rand::rngs::StdRng>,
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -200,6 +209,7 @@ impl Emulator {
         let shared = Arc::new(Shared::new(&config));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = app(shared.clone());
+        let for_timer = shared.clone();
         std::thread::Builder::new()
             .name("superops-emulator".into())
             .spawn(move || {
@@ -216,6 +226,7 @@ impl Emulator {
                 };
                 rt.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                    for_timer.spawn_timer();
                     tokio::select! {
                         r = axum::serve(listener, app) => if let Err(e) = r { tracing::error!("superops emulator: {e}") },
                         _ = rx => {}
@@ -340,6 +351,28 @@ impl Emulator {
     pub fn reset_stats(&self) {
         *lock(&self.shared.stats) = Stats::default();
     }
+
+    /// Makes one change now, as the mutation timer would (a ticket's status, a new
+    /// worklog entry, sometimes a new ticket), and returns it.
+    pub fn mutate(&self) -> Change {
+        self.shared.mutate_now()
+    }
+
+    /// Changes made so far by the timer and by [`Emulator::mutate`].
+    pub fn mutation_stats(&self) -> MutationStats {
+        self.shared.mutations.get()
+    }
+
+    /// Blocks until the mutation counters satisfy `until` (then returns them) or
+    /// `timeout` passes (`None`), e.g. `|s| s.timer_finished`.
+    pub fn wait_for_mutations(
+        &self,
+        timeout: Duration,
+        until: impl Fn(&MutationStats) -> bool,
+    ) -> Option<MutationStats> {
+        let (stats, ok) = self.shared.mutations.wait(timeout, until);
+        ok.then_some(stats)
+    }
 }
 
 impl Drop for Emulator {
@@ -368,6 +401,37 @@ impl Shared {
                 ..Control::default()
             }),
             stats: Mutex::new(Stats::default()),
+            mutate: config.mutate.clone(),
+            mutations: Arc::new(Monitor::default()),
+            mutate_rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(
+                config.mutate.as_ref().map_or(1, |m| m.seed),
+            )),
+        }
+    }
+
+    fn random_change(&self) -> Change {
+        let mut rng = lock(&self.mutate_rng);
+        let mut tenant = self
+            .tenant
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        super::mutate::random_change(&mut tenant, &mut rng)
+    }
+
+    fn mutate_now(&self) -> Change {
+        let change = self.random_change();
+        self.mutations.update(|s| s.on_demand += 1);
+        change
+    }
+
+    /// Starts the mutation timer, if configured, on the current runtime (it ends with it).
+    fn spawn_timer(self: &Arc<Self>) {
+        if let Some(m) = self.mutate.clone() {
+            let shared = self.clone();
+            let stats = self.mutations.clone();
+            tokio::spawn(mutate::run_timer(m, stats, move || {
+                Some(shared.random_change())
+            }));
         }
     }
 }
@@ -389,7 +453,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     config: &EmulatorConfig,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(Arc::new(Shared::new(config)))).await?;
+    let shared = Arc::new(Shared::new(config));
+    shared.spawn_timer();
+    axum::serve(listener, app(shared)).await?;
     Ok(())
 }
 
