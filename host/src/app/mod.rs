@@ -8,7 +8,8 @@
 //! - [`view`]: `clients` (the `client_360` view);
 //! - [`quality`]: `quality` (the warehouse's data quality);
 //! - [`state`]: `state show` and `state reset`;
-//! - [`scaffold`]: `new-connector`, a connector crate from the template.
+//! - [`scaffold`]: `new-connector`, a connector crate from the template;
+//! - [`tail`]: `tail`, the change feed of a running `watch`.
 //!
 //! Commands are the application's edge, so they return `anyhow` errors; a
 //! [`UsageError`] (bad manifest, bad arguments) exits 2, anything else 1.
@@ -34,6 +35,7 @@ pub mod quality;
 pub mod run;
 pub mod scaffold;
 pub mod state;
+pub mod tail;
 pub mod view;
 
 /// A user error (bad manifest, bad arguments): printed as is, exit code 2.
