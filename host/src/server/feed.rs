@@ -176,11 +176,13 @@ where
     let _connected = Connected(metrics.clone());
     let filter = &query.filter;
 
-    if let (Some(since), Some(oldest)) = (query.since, subscription.oldest) {
-        if since.saturating_add(1) < oldest {
-            if !send(&mut tx, send_timeout, Notice::Gap { oldest }).await {
-                return drop_subscriber(&metrics);
-            }
+    let gap = match (query.since, subscription.oldest) {
+        (Some(since), Some(oldest)) if since.saturating_add(1) < oldest => Some(oldest),
+        _ => None,
+    };
+    if let Some(oldest) = gap {
+        if !send(&mut tx, send_timeout, Notice::Gap { oldest }).await {
+            return drop_subscriber(&metrics);
         }
     }
     for event in std::mem::take(&mut subscription.backlog) {
