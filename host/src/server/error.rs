@@ -16,8 +16,9 @@ pub enum Error {
         reason: String,
     },
     /// The WebSocket connection failed or was refused (401 without the right token).
+    /// Not a `source`: the message already includes the cause, once.
     #[error("events feed: {0}")]
-    WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    WebSocket(Box<tokio_tungstenite::tungstenite::Error>),
     /// The server dropped this subscriber for falling behind.
     #[error("dropped by the server after missing {missed} events (read faster or filter more)")]
     Lagged {
