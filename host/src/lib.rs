@@ -17,6 +17,8 @@
 //! - [`conformance`] runs the SDK's conformance kit against one source.
 //! - [`quality`] measures each stream (schema, completeness, duplicates, freshness) and
 //!   the cross-source references in the warehouse.
+//! - [`watch`] keeps sources in incremental sync; [`events`] carries their committed
+//!   changes, and [`server`] serves them (WebSocket), webhooks, `/health` and `/metrics`.
 
 pub mod app;
 pub mod clients;
@@ -33,6 +35,7 @@ pub mod progress;
 pub mod quality;
 pub mod runner;
 pub mod sandbox;
+pub mod server;
 pub mod validation;
 pub mod views;
 pub mod watch;

@@ -15,6 +15,7 @@ use tributary::app::run::RunArgs;
 use tributary::app::state::StateCommand;
 use tributary::app::{self, Loaded, UsageError};
 use tributary::progress;
+use tributary::server::tail::TailArgs;
 
 /// The system allocator; in a memory-limited plugin process a failed allocation exits
 /// with a code the host reads as "memory limit reached" (see `isolation::oom`).
@@ -90,6 +91,8 @@ enum Command {
         #[arg(long)]
         path: Option<PathBuf>,
     },
+    /// Print the change feed of a running `watch`, one JSON line per event.
+    Tail(TailArgs),
 }
 
 /// Makes the manifest's directory the working directory, so that every relative path in
@@ -151,6 +154,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    if let Command::Tail(args) = &cli.command {
+        // Needs no manifest, and Ctrl-C should simply end it: answered before the
+        // handler that turns the first signal into "finish the current batches".
+        return exit_code(app::tail::tail(args));
+    }
+
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
@@ -170,6 +179,11 @@ fn main() -> ExitCode {
     } else {
         run_command(&mut cli, cancel)
     };
+    exit_code(result)
+}
+
+/// The process's exit code for a command's result: 2 for a usage error, 1 for others.
+fn exit_code(result: Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
@@ -211,5 +225,7 @@ fn run_command(cli: &mut Cli, cancel: Arc<AtomicBool>) -> Result<ExitCode> {
             Command::NewConnector { name, path } => {
                 app::scaffold::new_connector(name, path.as_deref())
             }
+            // Answered in `main` before any manifest is read.
+            Command::Tail(args) => app::tail::tail(args),
         })
 }

@@ -9,7 +9,8 @@
 //! - [`quality`]: `quality` (the warehouse's data quality);
 //! - [`state`]: `state show` and `state reset`;
 //! - [`scaffold`]: `new-connector`, a connector crate from the template;
-//! - [`watch`]: `watch`, the long-running incremental sync and its change feed.
+//! - [`watch`]: `watch`, the long-running incremental sync and its change feed;
+//! - [`tail`]: `tail`, the change feed of a running `watch`.
 //!
 //! Commands are the application's edge, so they return `anyhow` errors; a
 //! [`UsageError`] (bad manifest, bad arguments) exits 2, anything else 1.
@@ -35,6 +36,7 @@ pub mod quality;
 pub mod run;
 pub mod scaffold;
 pub mod state;
+pub mod tail;
 pub mod view;
 pub mod watch;
 

@@ -27,6 +27,7 @@ use crate::plan::{parse_duration, parse_interval, Overrides, Plan};
 use crate::quality::StreamTracker;
 use crate::runner::{CommitHooks, PreparedSource, RunOptions, Services, StreamReport, Writer};
 use crate::sandbox;
+use crate::server::{QuickBooksWebhook, ServerConfig, ServerState, Trigger};
 use crate::watch::metrics::{ErrorLabels, Metrics, SourceLabels, StreamLabels};
 use crate::watch::schedule::{next_wait, Wake, Woken};
 use crate::watch::status::{Health, Registry};
@@ -113,7 +114,7 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
     }
     let _destination_lock = lock_destination(&plan.destination, args.wait)?;
     let _credential_locks = lock_credentials(&plan, args.wait)?;
-    let _sandboxes = sandbox::start(&mut plan)?;
+    let sandboxes = sandbox::start(&mut plan)?;
     let services = services(&plan, cancel.clone());
     let Prepared {
         sources, catalogs, ..
@@ -171,7 +172,7 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
         wakes,
         stopping: Arc::new(AtomicBool::new(false)),
     });
-    let server = start_server(loaded, args, &plan, &shared)?;
+    let server = start_server(loaded, args, &plan, &sources, &sandboxes, &shared)?;
     eprintln!(
         "watching {} source(s); Ctrl-C to stop",
         sources.len()
@@ -463,7 +464,6 @@ fn commit_hooks(
                 }
             });
         }
-        metrics.events.inc_by(events.len() as u64);
         bus.publish(events);
     };
     CommitHooks {
@@ -517,12 +517,204 @@ fn sinks(_loaded: &Loaded) -> Result<Vec<Box<dyn CommitSink>>> {
     Ok(Vec::new())
 }
 
-/// Starts the HTTP server when `[watch] listen` (or `--listen`) says where.
+/// The running HTTP server; dropping it stops the server and waits for it.
+struct ServerHandle {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Wakes the source a webhook names, for the streams of the entities it names.
+struct WakeSources {
+    wakes: HashMap<String, Arc<Wake>>,
+    streams: HashMap<String, Vec<String>>,
+}
+
+impl Trigger for WakeSources {
+    fn fetch_now(&self, source: &str, entities: Vec<String>) {
+        let Some(wake) = self.wakes.get(source) else {
+            return;
+        };
+        let known = self.streams.get(source).map(Vec::as_slice).unwrap_or(&[]);
+        wake.fetch(streams_of_entities(&entities, known));
+    }
+}
+
+/// The streams of a source that hold QuickBooks `entities` (`Invoice` → `invoices`,
+/// `CreditMemo` → `credit_memos`, `JournalEntry` → `journal_entries`), plus its
+/// deletions stream: a notification may be a delete. Empty (every stream) when none
+/// matches.
+fn streams_of_entities(entities: &[String], known: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = entities
+        .iter()
+        .map(|e| {
+            let mut snake = String::new();
+            for (i, c) in e.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            match snake.strip_suffix('y') {
+                Some(stem) => format!("{stem}ies"),
+                None => format!("{snake}s"),
+            }
+        })
+        .filter(|s| known.contains(s))
+        .collect();
+    if out.is_empty() {
+        return Vec::new();
+    }
+    if known.iter().any(|s| s == "deleted_objects") {
+        out.push("deleted_objects".to_string());
+    }
+    out
+}
+
+/// Starts the HTTP server when `--listen` or `[watch] listen` says where, and points
+/// sandboxed QuickBooks emulators' webhooks at it.
 fn start_server(
-    _loaded: &Loaded,
-    _args: &WatchArgs,
-    _plan: &Plan,
-    _shared: &Arc<Shared>,
-) -> Result<Option<()>> {
-    Ok(None)
+    loaded: &Loaded,
+    args: &WatchArgs,
+    plan: &Plan,
+    sources: &[PreparedSource],
+    sandboxes: &sandbox::Sandboxes,
+    shared: &Arc<Shared>,
+) -> Result<Option<ServerHandle>> {
+    let section = &loaded.manifest.watch;
+    let Some(listen) = args.listen.clone().or_else(|| section.listen.clone()) else {
+        return Ok(None);
+    };
+    let Some(token) = section.events_token.clone().filter(|t| !t.is_empty()) else {
+        return Err(usage(
+            "[watch] events_token is required with listen: subscribers must authenticate",
+        ));
+    };
+    let listener = std::net::TcpListener::bind(&listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let mut config = ServerConfig::new(addr, token);
+    config.health_failures = section.health_failures.unwrap_or(3);
+    for (source, hook) in &section.webhooks {
+        let Some(s) = plan.sources.iter().find(|s| &s.name == source) else {
+            continue;
+        };
+        let realm_id = s.config["realm_id"].as_str().unwrap_or_default().to_string();
+        config.webhooks.push(QuickBooksWebhook {
+            source: source.clone(),
+            realm_id,
+            verifier_token: hook.verifier_token.clone(),
+        });
+    }
+    // A sandboxed QuickBooks sends its webhooks here, signed with a token made up now.
+    let mut point = Vec::new();
+    for s in plan.sources.iter().filter(|s| s.sandboxed) {
+        let Some(control) = sandboxes.control_url(&s.name) else {
+            continue;
+        };
+        if config.webhooks.iter().any(|w| w.source == s.name) {
+            continue;
+        }
+        let verifier_token = random_token()?;
+        config.webhooks.push(QuickBooksWebhook {
+            source: s.name.clone(),
+            realm_id: s.config["realm_id"].as_str().unwrap_or_default().to_string(),
+            verifier_token: verifier_token.clone(),
+        });
+        point.push((control.to_string(), verifier_token));
+    }
+    let trigger = WakeSources {
+        wakes: shared.wakes.clone(),
+        streams: sources
+            .iter()
+            .map(|p| {
+                let names = p.catalog.streams.iter().map(|s| s.name.clone()).collect();
+                (p.plan.name.clone(), names)
+            })
+            .collect(),
+    };
+    let state = ServerState::new(
+        config,
+        shared.bus.clone(),
+        shared.status.clone(),
+        shared.metrics.clone(),
+        Arc::new(trigger),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tributary-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP server's runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("tributary-http".to_string())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("cannot serve: {e}");
+                        return;
+                    }
+                };
+                let shutdown = async move {
+                    let _ = rx.await;
+                };
+                if let Err(e) = crate::server::serve(listener, state, shutdown).await {
+                    tracing::error!("the HTTP server failed: {e}");
+                }
+            });
+        })
+        .context("cannot start the HTTP server's thread")?;
+    let webhook_url = format!("http://{addr}/webhooks/quickbooks");
+    for (control, verifier_token) in point {
+        if let Err(e) = sandbox::set_webhook(&control, &webhook_url, &verifier_token) {
+            tracing::warn!("the sandbox will not send webhooks: {e}");
+        }
+    }
+    eprintln!("listening on http://{addr}");
+    Ok(Some(ServerHandle {
+        shutdown: Some(tx),
+        thread: Some(thread),
+    }))
+}
+
+/// 32 random hex characters from the kernel.
+fn random_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_entities_name_their_streams_and_the_deletions() {
+        let known: Vec<String> = ["invoices", "credit_memos", "journal_entries", "deleted_objects"]
+            .map(String::from)
+            .into();
+        let got = streams_of_entities(
+            &["Invoice".into(), "CreditMemo".into(), "JournalEntry".into()],
+            &known,
+        );
+        assert_eq!(got, ["invoices", "credit_memos", "journal_entries", "deleted_objects"]);
+        assert!(streams_of_entities(&["Vendor".into()], &known).is_empty(), "unknown: all");
+    }
 }

@@ -36,8 +36,8 @@ pub struct SourceLabels {
     pub source: String,
 }
 
-/// `{source, outcome}`: what happened to a webhook (`accepted`, `duplicate`,
-/// `bad_signature`, `too_large`, `malformed`).
+/// `{source, outcome}`: what happened to a webhook (`accepted`, `duplicate`, `unknown`
+/// realm, per notification; `bad_signature`, `too_large`, `malformed`, per request).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
     /// Source name (`unknown` when no source matched).
@@ -76,7 +76,8 @@ pub struct Metrics {
     pub lag: Family<StreamLabels, FloatGauge>,
     /// `tributary_webhooks_total{source,outcome}`.
     pub webhooks: Family<WebhookLabels, Counter>,
-    /// `tributary_events_total`: events published to subscribers.
+    /// `tributary_events_total`: change events sent to WebSocket subscribers (one per
+    /// subscriber that receives it; the server counts them).
     pub events: Counter,
     /// `tributary_subscribers`: WebSocket subscribers connected.
     pub subscribers: Gauge,
@@ -116,9 +117,21 @@ impl Metrics {
         };
         // Counters get their `_total` suffix from the encoder.
         registry.register("tributary_records", "Records committed", m.records.clone());
-        registry.register("tributary_deletes", "Deletions committed", m.deletes.clone());
-        registry.register("tributary_errors", "Failed streams by error class", m.errors.clone());
-        registry.register("tributary_cycles", "Incremental cycles run", m.cycles.clone());
+        registry.register(
+            "tributary_deletes",
+            "Deletions committed",
+            m.deletes.clone(),
+        );
+        registry.register(
+            "tributary_errors",
+            "Failed streams by error class",
+            m.errors.clone(),
+        );
+        registry.register(
+            "tributary_cycles",
+            "Incremental cycles run",
+            m.cycles.clone(),
+        );
         registry.register(
             "tributary_last_success_timestamp_seconds",
             "When a stream last completed (Unix seconds)",
@@ -134,9 +147,21 @@ impl Metrics {
             "Now minus the newest committed cursor",
             m.lag.clone(),
         );
-        registry.register("tributary_webhooks", "Webhooks received by outcome", m.webhooks.clone());
-        registry.register("tributary_events", "Change events published", m.events.clone());
-        registry.register("tributary_subscribers", "WebSocket subscribers connected", m.subscribers.clone());
+        registry.register(
+            "tributary_webhooks",
+            "Webhooks received by outcome",
+            m.webhooks.clone(),
+        );
+        registry.register(
+            "tributary_events",
+            "Change events sent to WebSocket subscribers",
+            m.events.clone(),
+        );
+        registry.register(
+            "tributary_subscribers",
+            "WebSocket subscribers connected",
+            m.subscribers.clone(),
+        );
         registry.register(
             "tributary_subscriber_drops",
             "WebSocket subscribers dropped for lagging",
