@@ -148,6 +148,9 @@ pub struct SandboxSection {
     /// Milliseconds the emulators add to every answer, as a distant server would.
     #[serde(default)]
     pub latency_ms: u64,
+    /// The SaaS emulators make a small change this often (milliseconds): live data for
+    /// `tributary watch`. Off unless set.
+    pub mutate_every_ms: Option<u64>,
 }
 
 fn default_sandbox_seed() -> u64 {

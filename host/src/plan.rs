@@ -58,6 +58,8 @@ pub struct SandboxPlan {
     pub program: PathBuf,
     /// Added to every answer of the emulators.
     pub latency_ms: u64,
+    /// The emulators change their data this often (milliseconds), for live demos.
+    pub mutate_every_ms: Option<u64>,
 }
 
 /// Everything a command needs.
@@ -687,6 +689,7 @@ pub fn build(
                     clients: section.clients,
                     program,
                     latency_ms: section.latency_ms,
+                    mutate_every_ms: section.mutate_every_ms,
                 }),
                 Err(e) => {
                     errors.push(format!("{}: {e}", at(&["sandbox"])));

@@ -32,6 +32,15 @@ pub struct SandboxError {
 #[derive(Debug, Default)]
 pub struct Sandboxes {
     children: Vec<(Child, Option<ChildStdin>)>,
+    /// Each emulator's own base URL (its `/emulator/...` routes), by source name.
+    control: std::collections::BTreeMap<String, String>,
+}
+
+impl Sandboxes {
+    /// The base URL of the emulator serving `source`, if it announced one.
+    pub fn control_url(&self, source: &str) -> Option<&str> {
+        self.control.get(source).map(String::as_str)
+    }
 }
 
 impl Drop for Sandboxes {
@@ -69,6 +78,13 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
             .arg(sandbox.clients.to_string())
             .arg("--latency-ms")
             .arg(sandbox.latency_ms.to_string())
+            .args(
+                sandbox
+                    .mutate_every_ms
+                    .map(|ms| ["--mutate-every".to_string(), ms.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -129,7 +145,50 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
                 config.insert(k.clone(), v.clone());
             }
         }
+        if let Some(control) = announced.get("control").and_then(|c| c.as_str()) {
+            running.control.insert(source.name.clone(), control.to_string());
+        }
         tracing::info!(source = %source.name, plugin = %plugin, "sandbox ready");
     }
     Ok(running)
+}
+
+/// Points the emulator at `base` (a [`Sandboxes::control_url`]) to send signed QuickBooks
+/// webhooks to `target` with `verifier_token`. A plain HTTP/1.1 request: the emulator is
+/// on loopback and answers at once.
+pub fn set_webhook(base: &str, target: &str, verifier_token: &str) -> Result<(), String> {
+    use std::io::Write;
+    let addr = base
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("emulator URL {base} is not http://"))?
+        .trim_end_matches('/');
+    let body = serde_json::json!({
+        "url": target,
+        "verifier_token": verifier_token,
+        "shape": "cloudevents",
+    })
+    .to_string();
+    let socket = addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("emulator address {addr}: {e}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(5))
+        .map_err(|e| format!("cannot reach the emulator at {addr}: {e}"))?;
+    let timeout = Some(Duration::from_secs(5));
+    let _ = stream.set_read_timeout(timeout);
+    let _ = stream.set_write_timeout(timeout);
+    write!(
+        stream,
+        "POST /emulator/webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("cannot send to the emulator: {e}"))?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    match answer.split_whitespace().nth(1) {
+        Some(code) if code.starts_with('2') => Ok(()),
+        other => Err(format!(
+            "the emulator refused the webhook setting (status {})",
+            other.unwrap_or("none")
+        )),
+    }
 }

@@ -35,6 +35,9 @@ pub struct ConnectArgs {
     /// Milliseconds added to every answer, as from a distant server (demos, benchmarks).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Live data: a small change every so often (for `tributary watch` demos).
+    #[command(flatten)]
+    pub mutate: crate::mutate::MutateArgs,
 }
 
 /// 2026-06-30, midnight UTC: where the sample internal database's history ends too.
@@ -69,6 +72,12 @@ fn superops_clients(clients: &[RosterClient]) -> Vec<(u64, String)> {
 /// Prints `{"config": config}` on one line and flushes, for the host to read.
 fn announce(config: Value) {
     println!("{}", json!({ "config": config }));
+}
+
+/// Like [`announce`], with the emulator's own base URL (`/emulator/...` routes: webhook
+/// target, stats), which is not connector config.
+fn announce_with_control(config: Value, control: &str) {
+    println!("{}", json!({ "config": config, "control": control }));
 }
 
 /// Blocks until standard input is closed.
@@ -107,6 +116,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
                 anchor: Some(Utc.from_utc_datetime(&anchor())),
                 limits: quickbooks::Limits::production(),
                 latency: std::time::Duration::from_millis(args.latency_ms),
+                mutate: args.mutate.config(),
                 ..quickbooks::EmulatorConfig::default()
             };
             let emu = quickbooks::Emulator::start(config)?;
@@ -114,7 +124,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
             // The local endpoint is plain HTTP on loopback.
             settings["base_url"] = json!(emu.base_url());
             settings["token_url"] = json!(emu.token_url());
-            announce(settings);
+            announce_with_control(settings, &emu.base_url());
             wait_for_stdin_to_close();
             drop(emu);
             Ok(())
@@ -139,6 +149,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
                     window: std::time::Duration::from_secs(60),
                 }),
                 latency: std::time::Duration::from_millis(args.latency_ms),
+                mutate: args.mutate.config(),
                 ..superops::EmulatorConfig::default()
             };
             let emu = superops::Emulator::start(config)?;
