@@ -116,9 +116,21 @@ impl Metrics {
         };
         // Counters get their `_total` suffix from the encoder.
         registry.register("tributary_records", "Records committed", m.records.clone());
-        registry.register("tributary_deletes", "Deletions committed", m.deletes.clone());
-        registry.register("tributary_errors", "Failed streams by error class", m.errors.clone());
-        registry.register("tributary_cycles", "Incremental cycles run", m.cycles.clone());
+        registry.register(
+            "tributary_deletes",
+            "Deletions committed",
+            m.deletes.clone(),
+        );
+        registry.register(
+            "tributary_errors",
+            "Failed streams by error class",
+            m.errors.clone(),
+        );
+        registry.register(
+            "tributary_cycles",
+            "Incremental cycles run",
+            m.cycles.clone(),
+        );
         registry.register(
             "tributary_last_success_timestamp_seconds",
             "When a stream last completed (Unix seconds)",
@@ -134,9 +146,21 @@ impl Metrics {
             "Now minus the newest committed cursor",
             m.lag.clone(),
         );
-        registry.register("tributary_webhooks", "Webhooks received by outcome", m.webhooks.clone());
-        registry.register("tributary_events", "Change events published", m.events.clone());
-        registry.register("tributary_subscribers", "WebSocket subscribers connected", m.subscribers.clone());
+        registry.register(
+            "tributary_webhooks",
+            "Webhooks received by outcome",
+            m.webhooks.clone(),
+        );
+        registry.register(
+            "tributary_events",
+            "Change events published",
+            m.events.clone(),
+        );
+        registry.register(
+            "tributary_subscribers",
+            "WebSocket subscribers connected",
+            m.subscribers.clone(),
+        );
         registry.register(
             "tributary_subscriber_drops",
             "WebSocket subscribers dropped for lagging",
