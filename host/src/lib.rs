@@ -14,6 +14,8 @@
 //! - [`sandbox`] starts the built-in emulators for the sources a `[sandbox]` serves.
 //! - [`credentials`] keeps rotated secrets; [`validation`] checks JSON against a schema;
 //!   [`progress`] draws bars and the summary table.
+//! - [`events`] turns committed changes into events; [`sinks`] publishes them to message
+//!   systems (NATS JetStream) before the commit.
 //! - [`conformance`] runs the SDK's conformance kit against one source.
 //! - [`quality`] measures each stream (schema, completeness, duplicates, freshness) and
 //!   the cross-source references in the warehouse.
@@ -36,6 +38,7 @@ pub mod quality;
 pub mod runner;
 pub mod sandbox;
 pub mod server;
+pub mod sinks;
 pub mod validation;
 pub mod views;
 pub mod watch;

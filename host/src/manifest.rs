@@ -38,6 +38,9 @@ pub struct Manifest {
     /// `tributary watch`: its HTTP server, feed and retry settings.
     #[serde(default)]
     pub watch: WatchSection,
+    /// Where `watch` publishes committed changes besides its WebSocket feed.
+    #[serde(default)]
+    pub sinks: SinksSection,
     /// Unset `${VAR}` references inside each source's section. Reported only when that
     /// source is selected, so a disabled source may name credentials nobody has yet.
     #[serde(skip)]
@@ -313,6 +316,236 @@ fn default_true() -> bool {
     true
 }
 
+/// `[sinks]`: message systems `watch` publishes committed changes to, each acknowledging
+/// a transaction's events before it commits.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinksSection {
+    /// `[sinks.nats]`: a NATS JetStream stream.
+    #[serde(default)]
+    pub nats: Option<NatsSinkConfig>,
+}
+
+/// `[sinks.nats]`: publish every committed change to NATS JetStream, on subject
+/// `<subject_prefix>.<source>.<stream>`, with its message id as `Nats-Msg-Id` so that
+/// JetStream drops re-sends within `duplicate_window_secs`.
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// Server URL, e.g. `nats://127.0.0.1:4222` or `tls://nats.example.com:4222`; several
+    /// separated by commas. May carry `user:password@`: a secret, never printed.
+    pub url: String,
+    /// JetStream stream the events are stored in.
+    #[serde(default = "default_nats_stream")]
+    pub stream: String,
+    /// First subject token(s); subjects are `<subject_prefix>.<source>.<stream>`.
+    #[serde(default = "default_nats_subject_prefix")]
+    pub subject_prefix: String,
+    /// A `.creds` file (JWT and NKey seed), relative to the manifest. Not with `token` or
+    /// `user`.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// Authentication token, normally `"${NATS_TOKEN}"`: a secret, never printed.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// User name, with `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password of `user`, normally `"${NATS_PASSWORD}"`: a secret, never printed.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Seconds JetStream remembers a message id to drop a re-send of it (the stream's
+    /// duplicate window). A crash and restart must fit in it for exactly-once delivery.
+    #[serde(default = "default_nats_duplicate_window_secs")]
+    #[schemars(range(min = 1))]
+    pub duplicate_window_secs: u64,
+    /// Create the stream when missing (subjects `<subject_prefix>.>`), and widen an
+    /// existing one's subjects and duplicate window to fit; `false` only checks that it
+    /// exists, for servers whose streams an administrator manages.
+    #[serde(default = "default_true")]
+    pub create_stream: bool,
+    /// Seconds a transaction's events may take to be acknowledged, all together, before
+    /// the transaction fails and rolls back.
+    #[serde(default = "default_nats_ack_timeout_secs")]
+    #[schemars(range(min = 1))]
+    pub ack_timeout_secs: u64,
+}
+
+fn default_nats_stream() -> String {
+    "TRIBUTARY".to_string()
+}
+
+fn default_nats_subject_prefix() -> String {
+    "tributary".to_string()
+}
+
+const fn default_nats_duplicate_window_secs() -> u64 {
+    120
+}
+
+const fn default_nats_ack_timeout_secs() -> u64 {
+    10
+}
+
+impl NatsSinkConfig {
+    /// A configuration with every default, for `url`.
+    pub fn new(url: impl Into<String>) -> NatsSinkConfig {
+        NatsSinkConfig {
+            url: url.into(),
+            stream: default_nats_stream(),
+            subject_prefix: default_nats_subject_prefix(),
+            credentials: None,
+            token: None,
+            user: None,
+            password: None,
+            duplicate_window_secs: default_nats_duplicate_window_secs(),
+            create_stream: true,
+            ack_timeout_secs: default_nats_ack_timeout_secs(),
+        }
+    }
+
+    /// Every problem of the values (the shape was checked by the schema), each naming its
+    /// key as `at` describes it. No value of a secret appears in a message.
+    pub fn problems(&self, at: impl Fn(&str) -> String) -> Vec<String> {
+        let mut problems = Vec::new();
+        let url = self.url.trim();
+        if url.is_empty() {
+            problems.push(format!(
+                "{}: the URL is empty (is its environment variable set to nothing?)",
+                at("url")
+            ));
+        } else {
+            for server in url.split(',').map(str::trim) {
+                let scheme = server.split_once("://").map(|(s, _)| s);
+                if !matches!(scheme, None | Some("nats" | "tls")) || server.is_empty() {
+                    problems.push(format!(
+                        "{}: expected `nats://host:port` or `tls://host:port`, got a {} address",
+                        at("url"),
+                        scheme.map_or("malformed".to_string(), |s| format!("`{s}://`"))
+                    ));
+                }
+            }
+        }
+        if let Some(problem) = stream_name_problem(&self.stream) {
+            problems.push(format!("{}: {problem}", at("stream")));
+        }
+        if let Some(problem) = subject_prefix_problem(&self.subject_prefix) {
+            problems.push(format!("{}: {problem}", at("subject_prefix")));
+        }
+        let methods: Vec<&str> = [
+            ("credentials", self.credentials.is_some()),
+            ("token", self.token.is_some()),
+            ("user", self.user.is_some() || self.password.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if methods.len() > 1 {
+            problems.push(format!(
+                "{}: choose one way to authenticate, not {}",
+                at(methods[1]),
+                methods
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
+        }
+        match (&self.user, &self.password) {
+            (Some(_), None) => problems.push(format!("{}: `user` needs `password`", at("user"))),
+            (None, Some(_)) => {
+                problems.push(format!("{}: `password` needs `user`", at("password")))
+            }
+            _ => {}
+        }
+        for (key, value) in [
+            ("credentials", &self.credentials),
+            ("token", &self.token),
+            ("user", &self.user),
+            ("password", &self.password),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                problems.push(format!(
+                    "{}: `{key}` is empty (is its environment variable set to nothing?)",
+                    at(key)
+                ));
+            }
+        }
+        problems
+    }
+
+    /// `credentials` resolved against the manifest's directory.
+    pub fn credentials_path(&self, manifest_dir: &Path) -> Option<PathBuf> {
+        self.credentials
+            .as_deref()
+            .map(|p| resolve_path(manifest_dir, p))
+    }
+}
+
+// By hand: the URL, token and password are secrets.
+impl std::fmt::Debug for NatsSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsSinkConfig")
+            .field("url", &redact_url(&self.url))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("credentials", &self.credentials)
+            .field("token", &redacted(&self.token))
+            .field("user", &self.user)
+            .field("password", &redacted(&self.password))
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("create_stream", &self.create_stream)
+            .field("ack_timeout_secs", &self.ack_timeout_secs)
+            .finish()
+    }
+}
+
+/// The server list of a NATS URL without any `user:password@`, for messages.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let server = server.trim();
+            let (scheme, rest) = match server.split_once("://") {
+                Some((scheme, rest)) => (Some(scheme), rest),
+                None => (None, server),
+            };
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            match scheme {
+                Some(scheme) => format!("{scheme}://{host}"),
+                None => host.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Why `name` cannot name a JetStream stream, if it cannot. Letters, digits, `-` and `_`
+/// only: the server refuses `.`, `*`, `>`, whitespace and path separators, and the name
+/// becomes a file name on its disk.
+pub fn stream_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 255 {
+        return Some("a stream name needs 1 to 255 characters".to_string());
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        .map(|c| format!("`{c}` cannot be in a stream name (letters, digits, `-` and `_` only)"))
+}
+
+/// Why `prefix` cannot start a subject, if it cannot: one or more `.`-separated tokens,
+/// none empty or holding `*`, `>` or whitespace.
+pub fn subject_prefix_problem(prefix: &str) -> Option<String> {
+    if prefix.split('.').any(str::is_empty) {
+        return Some(
+            "a subject prefix is one or more `.`-separated tokens, none of them empty".to_string(),
+        );
+    }
+    prefix
+        .chars()
+        .find(|c| *c == '*' || *c == '>' || c.is_whitespace())
+        .map(|c| format!("{c:?} cannot be in a subject prefix (no wildcards, no whitespace)"))
+}
+
 fn empty_table() -> toml::Table {
     toml::Table::new()
 }
@@ -363,7 +596,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
     manifest.env_errors = source_env;
     manifest.positions = positions;
     interpolate_manifest(&mut manifest);
+    // After interpolation: the values checked are the ones the sinks will use.
+    let problems = sink_problems(&manifest);
+    if !problems.is_empty() {
+        return Err(ManifestError(list_problems(&problems)));
+    }
     Ok(manifest)
+}
+
+/// Problems of the values in `[sinks]`, each naming its key.
+fn sink_problems(manifest: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(nats) = &manifest.sinks.nats {
+        let at = |key: &str| manifest.positions.describe(&["sinks", "nats", key]);
+        problems.extend(nats.problems(at));
+    }
+    problems
 }
 
 /// `N problem(s):` and one indented line each; every line names its own origin.
@@ -559,6 +807,15 @@ fn interpolate_manifest(m: &mut Manifest) {
     }
     interpolate_opt(&mut m.defaults.start_date);
     interpolate_opt(&mut m.defaults.end_date);
+    if let Some(nats) = &mut m.sinks.nats {
+        nats.url = interpolate(&nats.url);
+        nats.stream = interpolate(&nats.stream);
+        nats.subject_prefix = interpolate(&nats.subject_prefix);
+        interpolate_opt(&mut nats.credentials);
+        interpolate_opt(&mut nats.token);
+        interpolate_opt(&mut nats.user);
+        interpolate_opt(&mut nats.password);
+    }
     for source in m.sources.values_mut() {
         source.plugin = interpolate(&source.plugin);
         interpolate_opt(&mut source.plugin_path);

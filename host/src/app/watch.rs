@@ -28,6 +28,7 @@ use crate::quality::StreamTracker;
 use crate::runner::{CommitHooks, PreparedSource, RunOptions, Services, StreamReport, Writer};
 use crate::sandbox;
 use crate::server::{QuickBooksWebhook, ServerConfig, ServerState, Trigger};
+use crate::sinks::NatsSink;
 use crate::watch::metrics::{ErrorLabels, Metrics, SourceLabels, StreamLabels};
 use crate::watch::schedule::{next_wait, Wake, Woken};
 use crate::watch::status::{Health, Registry};
@@ -147,7 +148,7 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
     let hooks = commit_hooks(
         &sources,
         &catalogs,
-        sinks(loaded)?,
+        sinks(loaded, &metrics)?,
         state.clone(),
         status.clone(),
         metrics.clone(),
@@ -512,9 +513,18 @@ impl Unchanged {
     }
 }
 
-/// The sinks the manifest configures.
-fn sinks(_loaded: &Loaded) -> Result<Vec<Box<dyn CommitSink>>> {
-    Ok(Vec::new())
+/// The sinks the manifest configures (`[sinks.nats]`), connected.
+fn sinks(loaded: &Loaded, metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn CommitSink>>> {
+    let mut out: Vec<Box<dyn CommitSink>> = Vec::new();
+    if let Some(config) = &loaded.manifest.sinks.nats {
+        let mut config = config.clone();
+        if let Some(path) = config.credentials_path(&loaded.dir) {
+            config.credentials = Some(path.display().to_string());
+        }
+        let sink = NatsSink::connect(&config)?.with_metrics(metrics.clone());
+        out.push(Box::new(sink));
+    }
+    Ok(out)
 }
 
 /// The running HTTP server; dropping it stops the server and waits for it.

@@ -36,8 +36,8 @@ pub struct SourceLabels {
     pub source: String,
 }
 
-/// `{source, outcome}`: what happened to a webhook (`accepted`, `duplicate`, `unknown`
-/// realm, per notification; `bad_signature`, `too_large`, `malformed`, per request).
+/// `{source, outcome}`: what happened to a webhook (`accepted`, `duplicate`,
+/// `bad_signature`, `too_large`, `malformed`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
     /// Source name (`unknown` when no source matched).
@@ -76,8 +76,7 @@ pub struct Metrics {
     pub lag: Family<StreamLabels, FloatGauge>,
     /// `tributary_webhooks_total{source,outcome}`.
     pub webhooks: Family<WebhookLabels, Counter>,
-    /// `tributary_events_total`: change events sent to WebSocket subscribers (one per
-    /// subscriber that receives it; the server counts them).
+    /// `tributary_events_total`: events published to subscribers.
     pub events: Counter,
     /// `tributary_subscribers`: WebSocket subscribers connected.
     pub subscribers: Gauge,
@@ -154,7 +153,7 @@ impl Metrics {
         );
         registry.register(
             "tributary_events",
-            "Change events sent to WebSocket subscribers",
+            "Change events published",
             m.events.clone(),
         );
         registry.register(

@@ -1,11 +1,11 @@
-//! Database services for the tests that need them, one policy for every test crate (the
+//! Services (databases, NATS) for the tests that need them, one policy for every test crate (the
 //! connector suites include this file with `#[path]`).
 
-/// The URL of a database service for the tests that need it.
+/// The URL of a service for the tests that need it.
 ///
 /// The variable (`.ci/run` sets it) wins; without it the conventional local URL is used.
 /// An unreachable service is a loud failure saying how to start it or how to skip on
-/// purpose (`TRIBUTARY_SKIP_SERVICES=postgres,mysql`), never a silent skip. Under `CI`
+/// purpose (`TRIBUTARY_SKIP_SERVICES=postgres,mysql,nats`), never a silent skip. Under `CI`
 /// the variable must be set and nothing may be skipped.
 pub fn service_url(var: &str) -> Option<String> {
     let (service, default, start) = match var {
@@ -18,6 +18,11 @@ pub fn service_url(var: &str) -> Option<String> {
             "mysql",
             "mysql://root@127.0.0.1:3306/test",
             "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+        ),
+        "TRIBUTARY_TEST_NATS_URL" => (
+            "nats",
+            "nats://127.0.0.1:4222",
+            "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server",
         ),
         other => panic!("unknown service variable {other}"),
     };
