@@ -30,18 +30,6 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_never_shows_the_value() {
-        let s: Secret = serde_json::from_str("\"hunter2\"").unwrap();
-        assert_eq!(s.expose(), "hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-    }
-}
-
 /// Always `"secret": true`, and always inlined: the host and the conformance kit look for
 /// the marker on the property itself to redact the value and to prove it never leaks.
 #[cfg(feature = "schema")]
@@ -56,5 +44,17 @@ impl schemars::JsonSchema for Secret {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({"type": "string", "secret": true})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let s: Secret = serde_json::from_str("\"hunter2\"").unwrap();
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }
