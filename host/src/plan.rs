@@ -303,7 +303,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "s" => n,
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
-        _ => return Err(format!("`{s}` is not a duration like \"90s\", \"5m\" or \"1h\"")),
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration like \"90s\", \"5m\" or \"1h\""
+            ))
+        }
     };
     Ok(std::time::Duration::from_secs(secs))
 }

@@ -146,7 +146,9 @@ pub fn start(plan: &mut Plan) -> Result<Sandboxes, SandboxError> {
             }
         }
         if let Some(control) = announced.get("control").and_then(|c| c.as_str()) {
-            running.control.insert(source.name.clone(), control.to_string());
+            running
+                .control
+                .insert(source.name.clone(), control.to_string());
         }
         tracing::info!(source = %source.name, plugin = %plugin, "sandbox ready");
     }

@@ -174,14 +174,12 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
         stopping: Arc::new(AtomicBool::new(false)),
     });
     let server = start_server(loaded, args, &plan, &sources, &sandboxes, &shared)?;
-    eprintln!(
-        "watching {} source(s); Ctrl-C to stop",
-        sources.len()
-    );
+    eprintln!("watching {} source(s); Ctrl-C to stop", sources.len());
 
     std::thread::scope(|scope| {
         for source in &sources {
-            let interval = interval_of(loaded, &source.plan.name, &settings).unwrap_or(settings.interval);
+            let interval =
+                interval_of(loaded, &source.plan.name, &settings).unwrap_or(settings.interval);
             let catalog = catalogs.get(&source.plan.name);
             let (shared, services, settings) = (&shared, &services, &settings);
             scope.spawn(move || source_loop(source, catalog, interval, settings, shared, services));
@@ -272,8 +270,11 @@ fn source_loop(
         }
         let ok = record_cycle(name, &reports, shared);
         failures = if ok { 0 } else { failures.saturating_add(1) };
-        let wait = next_wait(interval, failures, settings.backoff_max)
-            .saturating_sub(if ok { started.elapsed() } else { Duration::ZERO });
+        let wait = next_wait(interval, failures, settings.backoff_max).saturating_sub(if ok {
+            started.elapsed()
+        } else {
+            Duration::ZERO
+        });
         shared.status.update(name, |v| {
             v.next_cycle = chrono::Duration::from_std(wait)
                 .ok()
@@ -620,7 +621,10 @@ fn start_server(
         let Some(s) = plan.sources.iter().find(|s| &s.name == source) else {
             continue;
         };
-        let realm_id = s.config["realm_id"].as_str().unwrap_or_default().to_string();
+        let realm_id = s.config["realm_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         config.webhooks.push(QuickBooksWebhook {
             source: source.clone(),
             realm_id,
@@ -639,7 +643,10 @@ fn start_server(
         let verifier_token = random_token()?;
         config.webhooks.push(QuickBooksWebhook {
             source: s.name.clone(),
-            realm_id: s.config["realm_id"].as_str().unwrap_or_default().to_string(),
+            realm_id: s.config["realm_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             verifier_token: verifier_token.clone(),
         });
         point.push((control.to_string(), verifier_token));
@@ -717,14 +724,30 @@ mod tests {
 
     #[test]
     fn webhook_entities_name_their_streams_and_the_deletions() {
-        let known: Vec<String> = ["invoices", "credit_memos", "journal_entries", "deleted_objects"]
-            .map(String::from)
-            .into();
+        let known: Vec<String> = [
+            "invoices",
+            "credit_memos",
+            "journal_entries",
+            "deleted_objects",
+        ]
+        .map(String::from)
+        .into();
         let got = streams_of_entities(
             &["Invoice".into(), "CreditMemo".into(), "JournalEntry".into()],
             &known,
         );
-        assert_eq!(got, ["invoices", "credit_memos", "journal_entries", "deleted_objects"]);
-        assert!(streams_of_entities(&["Vendor".into()], &known).is_empty(), "unknown: all");
+        assert_eq!(
+            got,
+            [
+                "invoices",
+                "credit_memos",
+                "journal_entries",
+                "deleted_objects"
+            ]
+        );
+        assert!(
+            streams_of_entities(&["Vendor".into()], &known).is_empty(),
+            "unknown: all"
+        );
     }
 }

@@ -191,7 +191,10 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread over `dest`; `hooks` (for `watch`) receive every
     /// committed change.
-    pub fn start(dest: Box<dyn Destination>, hooks: Option<CommitHooks>) -> std::io::Result<Writer> {
+    pub fn start(
+        dest: Box<dyn Destination>,
+        hooks: Option<CommitHooks>,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::sync_channel::<WriterMsg>(QUEUE_DEPTH);
         let failed: WriterError = Arc::default();
         let marked: Marked = Arc::default();
@@ -218,12 +221,22 @@ impl Writer {
         options: &RunOptions,
         services: &Services,
     ) -> Vec<StreamReport> {
-        run_source(source, self.tx.clone(), self.failed.clone(), state, options, services)
+        run_source(
+            source,
+            self.tx.clone(),
+            self.failed.clone(),
+            state,
+            options,
+            services,
+        )
     }
 
     /// Why the destination (or a sink) failed, if it did: nothing more is written.
     pub fn failure(&self) -> Option<String> {
-        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Commits what is staged, stops the thread, and returns the rows completed

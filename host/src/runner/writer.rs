@@ -110,9 +110,7 @@ impl CommitHooks {
 /// The value at a dotted `path` of a JSON object, as text (numbers and strings alike).
 fn client_of(json: &str, path: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let found = path
-        .split('.')
-        .try_fold(&value, |v, key| v.get(key))?;
+    let found = path.split('.').try_fold(&value, |v, key| v.get(key))?;
     match found {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
@@ -200,7 +198,9 @@ pub(super) fn writer_loop(
                         {
                             fail(e.to_string(), &mut dest, &mut error);
                         } else if let Some(hooks) = &hooks {
-                            pending.events.extend(hooks.events(&source, &stream, &batch));
+                            pending
+                                .events
+                                .extend(hooks.events(&source, &stream, &batch));
                         }
                     }
                 }

@@ -3,5 +3,5 @@
 //! `run`, and the committed changes published as events.
 
 pub mod metrics;
-pub mod status;
 pub mod schedule;
+pub mod status;

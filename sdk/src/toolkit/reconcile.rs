@@ -96,6 +96,7 @@ impl<'de> Deserialize<'de> for ReconcileEvery {
 }
 
 /// What [`ReconcileEvery::parse`] accepts, for config schemas.
+#[cfg(feature = "schema")]
 pub const RECONCILE_EVERY_PATTERN: &str = r"^\s*(always|never|0|[0-9]+\s*[smhd])\s*$";
 
 /// Text matching [`RECONCILE_EVERY_PATTERN`].

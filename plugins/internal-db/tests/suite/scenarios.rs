@@ -349,7 +349,11 @@ pub fn unknown_stream_fails_alone(url: &str) {
         .streams(&["no_such_stream", "contracts"])
         .try_run();
     let e = result.unwrap_err();
-    assert!(e.message.starts_with("stream no_such_stream: unknown stream"), "{e}");
+    assert!(
+        e.message
+            .starts_with("stream no_such_stream: unknown stream"),
+        "{e}"
+    );
     assert!(matches!(
         c.status.get("no_such_stream"),
         Some(StreamStatus::Incomplete { error }) if error.kind == ErrorKind::Config
