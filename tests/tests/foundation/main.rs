@@ -32,3 +32,5 @@ mod quality;
 mod scaffold;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;
+/// `watch`: a change reaches a subscriber and the warehouse; SIGINT stops it cleanly.
+mod watch;

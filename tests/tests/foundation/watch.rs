@@ -1,0 +1,188 @@
+//! `tributary watch` end to end: a change in the internal database reaches a WebSocket
+//! subscriber (`tributary tail`) and the warehouse; `/events` refuses a wrong token;
+//! SIGINT stops it promptly and cleanly. Every wait is bounded and on the event itself.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::common::{target_dir, Scratch};
+
+/// A running `watch`, killed if the test fails before stopping it.
+struct Watch {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(scratch: &Scratch) -> Watch {
+    let mut child = scratch
+        .command(&["watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("watch announces its address");
+    Watch { child, addr }
+}
+
+/// `tail` printing the first `count` events matching `filters`, as JSON values.
+fn tail(
+    addr: &str,
+    token: &str,
+    filters: &[&str],
+    count: usize,
+) -> mpsc::Receiver<serde_json::Value> {
+    let mut child = std::process::Command::new(target_dir().join("tributary"))
+        .args([
+            "tail",
+            "--url",
+            &format!("ws://{addr}"),
+            "--count",
+            &count.to_string(),
+        ])
+        .args(filters)
+        .env("TRIBUTARY_EVENTS_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tail starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+        let _ = child.wait();
+    });
+    rx
+}
+
+fn update_contract(db: &std::path::Path, id: i64, status: &str) -> String {
+    let conn = rusqlite::Connection::open(db).expect("internal db");
+    let at = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    conn.execute(
+        "UPDATE contracts SET status = ?1, updated_at = ?2 WHERE id = ?3",
+        rusqlite::params![status, at, id],
+    )
+    .expect("update");
+    at
+}
+
+#[test]
+fn a_change_reaches_a_subscriber_and_the_warehouse_and_sigint_stops_watch_cleanly() {
+    let scratch = Scratch::new();
+    let token = "watch-test-token";
+    scratch.manifest(&format!(
+        "{}[watch]\nlisten = \"127.0.0.1:0\"\nevents_token = \"{token}\"\ninterval = \"1s\"\n\n\
+         [sources.internal]\nplugin = \"internal-db\"\nstreams = [\"client_profiles\", \"contracts\"]\n\n\
+         [sources.internal.config]\nurl = \"sqlite://{}\"\nsample_data = {{ clients = 20, seed = 7 }}\n",
+        scratch.header(),
+        scratch.path("internal.db").display()
+    ));
+    let watch = start(&scratch);
+
+    // A wrong token is refused before the upgrade: tail exits without an event.
+    let refused = tail(&watch.addr, "wrong", &[], 1);
+    assert!(
+        refused.recv_timeout(Duration::from_secs(20)).is_err(),
+        "no event for a wrong token"
+    );
+
+    // Subscribed to one stream from the start of the feed (`--since 0`: nothing is missed
+    // however late the subscription lands).
+    let events = tail(
+        &watch.addr,
+        token,
+        &["--stream", "contracts", "--since", "0"],
+        1000,
+    );
+    // The sample database exists once the first cycle ran.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !scratch.path("internal.db").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first cycle never created the sample"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let at = update_contract(&scratch.path("internal.db"), 3, "cancelled");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e = events
+            .recv_timeout(left)
+            .expect("the change reaches the subscriber");
+        assert_eq!(e["stream"], "contracts", "the filter holds: {e}");
+        if e["pk"] == "3" && e["record"]["status"] == "cancelled" {
+            break e;
+        }
+    };
+    assert_eq!(event["type"], "change");
+    assert_eq!(event["source"], "internal");
+    assert_eq!(event["stream"], "contracts");
+    assert_eq!(event["pk"], "3");
+    assert_eq!(event["cursor"], at.as_str());
+    assert_eq!(event["record"]["status"], "cancelled");
+    assert_eq!(
+        event["client"],
+        event["record"]["client_id"].to_string().as_str()
+    );
+
+    // Committed before it was published: the warehouse already has it.
+    let status: String = scratch
+        .warehouse()
+        .query_row(
+            "SELECT json_extract(data, '$.status') FROM internal__contracts WHERE _pk = '3'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(status, "cancelled");
+
+    // SIGINT: a prompt, clean stop.
+    let mut watch = watch;
+    let pid = watch.child.id().to_string();
+    let stopped = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = watch.child.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "watch did not stop within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0), "a clean stop exits 0");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+}
