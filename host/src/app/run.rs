@@ -146,26 +146,7 @@ pub fn run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         failed_early,
     } = prepare(&plan, &services, args.full_refresh, &args.streams)?;
 
-    let mut dest = destination::open(&plan.destination).with_context(|| {
-        format!(
-            "cannot open the destination {}",
-            plan.destination.describe()
-        )
-    })?;
-    // The streams' schemas go with the warehouse, so `tributary quality` can measure
-    // completeness against every declared field, filled or not.
-    for p in &prepared {
-        if let Some(catalog) = catalogs.get(&p.plan.name) {
-            let schemas: Vec<(&str, &serde_json::Value)> = catalog
-                .streams
-                .iter()
-                .filter(|d| p.catalog.streams.iter().any(|s| s.name == d.name))
-                .map(|d| (d.name.as_str(), &d.json_schema))
-                .collect();
-            dest.save_schemas(&p.plan.name, &schemas)
-                .with_context(|| format!("cannot keep the stream schemas of {}", p.plan.name))?;
-        }
-    }
+    let dest = open_destination(&plan, &prepared, &catalogs)?;
     let state = dest.load_state().context("cannot read saved state")?;
     let limits = &loaded.manifest.quality;
     if limits.validate {
@@ -219,6 +200,35 @@ pub fn run(loaded: &Loaded, args: &RunArgs, cancel: Arc<AtomicBool>) -> Result<E
         println!("{incomplete} of {} stream(s) INCOMPLETE", reports.len());
         Ok(ExitCode::from(1))
     }
+}
+
+/// Opens the plan's destination and keeps the streams' schemas with the warehouse, so
+/// `tributary quality` can measure completeness against every declared field, filled or
+/// not.
+pub(super) fn open_destination(
+    plan: &Plan,
+    sources: &[PreparedSource],
+    catalogs: &HashMap<String, Catalog>,
+) -> Result<Box<dyn destination::Destination>> {
+    let mut dest = destination::open(&plan.destination).with_context(|| {
+        format!(
+            "cannot open the destination {}",
+            plan.destination.describe()
+        )
+    })?;
+    for p in sources {
+        if let Some(catalog) = catalogs.get(&p.plan.name) {
+            let schemas: Vec<(&str, &serde_json::Value)> = catalog
+                .streams
+                .iter()
+                .filter(|d| p.catalog.streams.iter().any(|s| s.name == d.name))
+                .map(|d| (d.name.as_str(), &d.json_schema))
+                .collect();
+            dest.save_schemas(&p.plan.name, &schemas)
+                .with_context(|| format!("cannot keep the stream schemas of {}", p.plan.name))?;
+        }
+    }
+    Ok(dest)
 }
 
 /// Every source of a plan, discovered and with its streams selected.

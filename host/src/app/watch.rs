@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tributary_sdk::{Catalog, ConfiguredCatalog, SyncMode};
 
-use super::run::{prepare, Prepared};
+use super::run::{open_destination, prepare, Prepared};
 use super::{build_plan, lock_credentials, lock_destination, scan, services, usage, Loaded};
-use crate::destination::{self, StateMap};
+use crate::destination::StateMap;
 use crate::events::{ChangeEvent, CommitSink, EventBus, Op};
 use crate::plan::{parse_duration, parse_interval, Overrides, Plan};
 use crate::quality::StreamTracker;
@@ -121,24 +121,7 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
         sources, catalogs, ..
     } = prepare(&plan, &services, false, &[])?;
 
-    let mut dest = destination::open(&plan.destination).with_context(|| {
-        format!(
-            "cannot open the destination {}",
-            plan.destination.describe()
-        )
-    })?;
-    for p in &sources {
-        if let Some(catalog) = catalogs.get(&p.plan.name) {
-            let schemas: Vec<(&str, &serde_json::Value)> = catalog
-                .streams
-                .iter()
-                .filter(|d| p.catalog.streams.iter().any(|s| s.name == d.name))
-                .map(|d| (d.name.as_str(), &d.json_schema))
-                .collect();
-            dest.save_schemas(&p.plan.name, &schemas)
-                .with_context(|| format!("cannot keep the stream schemas of {}", p.plan.name))?;
-        }
-    }
+    let dest = open_destination(&plan, &sources, &catalogs)?;
     let state = Arc::new(Mutex::new(
         dest.load_state().context("cannot read saved state")?,
     ));
