@@ -194,7 +194,7 @@ impl Driver {
             match result {
                 Ok(()) => out.stream_complete(&name),
                 Err((e, fatal)) => {
-                    tracing::error!(stream = %name, kind = %e.kind, "stream failed: {}", e.message);
+                    tracing::error!(stream = %name, kind = %e.kind, "stream {name} failed: {}", e.message);
                     out.stream_incomplete(&name, &e);
                     if fatal && ended.is_none() {
                         ended = Some(format!("stream {name} failed: {}", e.message));
