@@ -104,12 +104,35 @@ fn a_change_reaches_a_subscriber_and_the_warehouse_and_sigint_stops_watch_cleanl
     ));
     let watch = start(&scratch);
 
-    // A wrong token is refused before the upgrade: tail exits without an event.
-    let refused = tail(&watch.addr, "wrong", &[], 1);
-    assert!(
-        refused.recv_timeout(Duration::from_secs(20)).is_err(),
-        "no event for a wrong token"
-    );
+    // A wrong token is refused before the upgrade: tail exits non-zero at once. Accepted,
+    // it would replay the feed (`--since 0`) and exit 0 after one event, or keep waiting.
+    let mut refused = std::process::Command::new(target_dir().join("tributary"))
+        .args([
+            "tail",
+            "--url",
+            &format!("ws://{}", watch.addr),
+            "--since",
+            "0",
+            "--count",
+            "1",
+        ])
+        .env("TRIBUTARY_EVENTS_TOKEN", "wrong")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tail starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = refused.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = refused.kill();
+            panic!("tail with a wrong token was not refused within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(code, Some(0), "a wrong token must be refused");
 
     // Subscribed to one stream from the start of the feed (`--since 0`: nothing is missed
     // however late the subscription lands).
