@@ -1,5 +1,5 @@
 //! The stream driver, through the same glue a loaded plugin uses: statuses, unknown names,
-//! order, fatal-versus-continue, panics and the summary.
+//! order, fatal-versus-continue, panics, the summary and the per-stream record limit.
 
 use std::collections::HashMap;
 
@@ -8,11 +8,12 @@ use tributary_sdk::host::{CollectingHandler, InProcess};
 use tributary_sdk::toolkit::{Driver, Streams};
 use tributary_sdk::{
     Catalog, ConfiguredCatalog, ConfiguredStream, Connector, ConnectorError, ConnectorInfo,
-    Emitter, ErrorKind, ReadRequest, StreamDescriptor, StreamStatus, SyncMode,
+    Emitter, ErrorKind, ReadRequest, Record, StreamDescriptor, StreamStatus, SyncMode, Window,
 };
 
 /// Streams `a`, `b`, `c`, each doing what the config says: `ok`, `fail` (transient),
-/// `fatal` (auth), `panic` or `hang` (until stopped). `concurrency` picks the driver.
+/// `fatal` (auth), `panic`, `hang` (until stopped) or `many` (ten records, one at a time,
+/// as the limit admits them). `concurrency` picks the driver.
 #[derive(Default)]
 struct Scripted;
 
@@ -60,6 +61,16 @@ impl Connector for Scripted {
                         "fatal" => Err(ConnectorError::auth("the token was refused")),
                         "panic" => panic!("a bug in stream {}", run.name),
                         "hang" => std::future::pending().await,
+                        "many" => {
+                            for i in 0..10 {
+                                if !run.limit.admit() {
+                                    break;
+                                }
+                                let record = Record::from_json(i.to_string(), "{}".to_string());
+                                out.records(&run.name, vec![record])?;
+                            }
+                            out.checkpoint(&run.name, &json!({"sent": run.limit.admitted()}))
+                        }
                         _ => out.checkpoint(&run.name, &state),
                     }
                 }
@@ -191,4 +202,33 @@ fn a_fatal_error_stops_concurrent_streams_that_are_still_running() {
     let a = incomplete(got.status.get("a"));
     assert!(a.message.contains("stopped before it finished"), "{a:?}");
     assert_eq!(e.kind, ErrorKind::Auth);
+}
+
+#[test]
+fn each_stream_counts_against_its_own_record_limit() {
+    let handler = CollectingHandler::new();
+    let mut req = request(
+        &[("a", Incremental), ("b", Incremental), ("c", Incremental)],
+        json!({"script": {"a": "many", "b": "many"}, "concurrency": 2}),
+    );
+    req.window = Window {
+        limit: Some(3),
+        ..Window::default()
+    };
+    InProcess::<Scripted>::read(&req, handler.clone()).expect("limits are not failures");
+    let got = handler.collected();
+    for s in ["a", "b"] {
+        assert_eq!(got.records[s].len(), 3, "stream {s} stops at the limit");
+        assert_eq!(got.state[s], json!({"sent": 3}));
+        assert_eq!(got.status.get(s), Some(&StreamStatus::Complete), "{s}");
+    }
+    let line = got
+        .logs
+        .iter()
+        .find(|l| l.contains("stream a:"))
+        .expect("the driver logs each stream's end");
+    assert!(
+        line.contains("3 records, stopped at its record limit of 3"),
+        "{line}"
+    );
 }

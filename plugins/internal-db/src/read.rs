@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use tributary_sdk::toolkit::{Driver, ReconcileEvery, StreamError, StreamRun};
+use tributary_sdk::toolkit::{Driver, Limit, ReconcileEvery, StreamError, StreamRun};
 use tributary_sdk::{ConnectorError, Coverage, Emitter, ReadRequest, Record, SyncMode, Window};
 
 use crate::client::{Db, PoolSettings};
@@ -114,7 +114,6 @@ struct Bounds {
     start: Option<String>,
     end: Option<String>,
     clients: Vec<i64>,
-    limit: Option<u64>,
 }
 
 impl Bounds {
@@ -134,7 +133,6 @@ impl Bounds {
             start: w.start.map(canonical),
             end: w.end.map(canonical),
             clients,
-            limit: w.limit,
         })
     }
 }
@@ -190,11 +188,9 @@ pub(crate) async fn read(request: ReadRequest, out: Emitter) -> Result<(), Conne
                     saved,
                 };
                 let parallel = config.parallel_pages.min(config.pool_size);
-                let records = stream
-                    .run(db, bounds, config.page_size, parallel, &out)
-                    .await?;
-                tracing::info!(stream = %run.name, records, "stream read");
-                Ok::<(), Stop>(())
+                stream
+                    .run(db, bounds, &run.limit, config.page_size, parallel, &out)
+                    .await
             }
         })
         .await;
@@ -267,15 +263,15 @@ struct StreamRead {
 }
 
 impl StreamRead {
-    /// Returns the records emitted.
     async fn run(
         self,
         db: &Db,
         bounds: &Bounds,
+        limit: &Limit,
         page_size: u32,
         parallel: u32,
         out: &Emitter,
-    ) -> Result<u64, Stop> {
+    ) -> Result<(), Stop> {
         let name = self.def.name;
         let listing_started = Utc::now();
         // Opened before the first page, so every record of the read counts as seen.
@@ -283,12 +279,13 @@ impl StreamRead {
             Deletions::Listing => Some(out.snapshot(name, Coverage::Window).map_err(Stop::Host)?),
             Deletions::Pass | Deletions::Skip => None,
         };
-        let (emitted, last) = read_stream(
+        let last = read_stream(
             db,
             self.def,
             &self.saved,
             self.soft_delete.clone(),
             bounds,
+            limit,
             page_size,
             parallel,
             out,
@@ -297,7 +294,7 @@ impl StreamRead {
         // A read cut short by the limit listed only part of the table: it proves nothing,
         // and a pass after it would make a limited run expensive. The run that catches
         // up reconciles.
-        let limited = bounds.limit.is_some_and(|l| emitted >= l);
+        let limited = limit.reached();
         let position = last.or(self.saved.position);
         let reconciled_at = match (listing, self.deletions) {
             (Some(snapshot), _) if limited => {
@@ -320,7 +317,7 @@ impl StreamRead {
             out.checkpoint(name, &Checkpoint::new(position.as_ref(), Some(at)))
                 .map_err(Stop::Host)?;
         }
-        Ok(emitted)
+        Ok(())
     }
 }
 
@@ -332,7 +329,7 @@ struct Page {
 }
 
 /// Emits the rows after the saved position, a checkpoint after each page (carrying the
-/// saved `reconciled_at` forward). Returns the records emitted and the last position.
+/// saved `reconciled_at` forward), counting them against `limit`. Returns the last position.
 #[allow(clippy::too_many_arguments)]
 async fn read_stream(
     db: &Db,
@@ -340,10 +337,11 @@ async fn read_stream(
     saved: &Saved,
     soft_delete: Option<String>,
     bounds: &Bounds,
+    limit: &Limit,
     page_size: u32,
     parallel: u32,
     out: &Emitter,
-) -> Result<(u64, Option<(String, i64)>), Stop> {
+) -> Result<Option<(String, i64)>, Stop> {
     let (tx, mut rx) = mpsc::channel::<Result<Page>>(1);
     let producer = tokio::spawn(produce(
         db.clone(),
@@ -351,11 +349,11 @@ async fn read_stream(
         saved.position.clone(),
         soft_delete,
         bounds.clone(),
+        limit.cap(),
         u64::from(page_size),
         parallel,
         tx,
     ));
-    let mut emitted = 0u64;
     let mut last = None;
     let mut stop = None;
     while let Some(page) = rx.recv().await {
@@ -366,7 +364,9 @@ async fn read_stream(
                 break;
             }
         };
-        emitted += page.records.len() as u64;
+        // Pages are asked for no more than the limit (in SQL); counted here, as they leave.
+        let fits = limit.take(page.records.len());
+        debug_assert_eq!(fits, page.records.len(), "a page beyond the record limit");
         let checkpoint = Checkpoint::new(Some(&page.last), saved.reconciled_at);
         let delivered = out
             .records(def.name, page.records)
@@ -385,7 +385,7 @@ async fn read_stream(
         return Err(stop);
     }
     joined.map_err(|e| Stop::Source(ConnectorError::system(format!("page reader failed: {e}"))))?;
-    Ok((emitted, last))
+    Ok(last)
 }
 
 /// Largest page SQLite builds as one aggregated value (keeps it far below SQLite's
@@ -405,6 +405,7 @@ async fn produce(
     after: Option<(String, i64)>,
     soft_delete: Option<String>,
     bounds: Bounds,
+    limit: Option<u64>,
     page_size: u64,
     parallel: u32,
     tx: mpsc::Sender<Result<Page>>,
@@ -416,7 +417,7 @@ async fn produce(
         page_size
     };
     let parallel = parallel.max(1) as usize;
-    let mut remaining = bounds.limit.unwrap_or(u64::MAX);
+    let mut remaining = limit.unwrap_or(u64::MAX);
     let mut lo = after;
     let mut scheduling_done = remaining == 0;
     let mut inflight: VecDeque<(u64, JoinHandle<Result<Vec<Record>>>)> = VecDeque::new();
@@ -540,6 +541,7 @@ mod tests {
             definition: crate::streams::find("contracts").expect("declared"),
             mode: SyncMode::Incremental,
             state: Some(state),
+            limit: Limit::unlimited(),
         };
         let saved = saved_state(&run(
             json!({"updated_at": "2024-01-01T02:00:00+02:00", "id": 3}),

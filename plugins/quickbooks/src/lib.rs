@@ -81,11 +81,7 @@ impl Connector for QuickBooks {
         let result = driver
             .run(&streams, &request, &out, |run| {
                 let ctx = ctx.clone();
-                async move {
-                    streams::read(&ctx, run.definition, &run.name, run.state)
-                        .await
-                        .map(|_| ())
-                }
+                async move { streams::read(&ctx, run).await }
             })
             .await;
         tracing::info!(

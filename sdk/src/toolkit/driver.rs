@@ -29,7 +29,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::Streams;
+use super::{Limit, Streams};
 use crate::{ConnectorError, Emitter, ErrorKind, ReadRequest, SyncMode};
 
 /// How a connector's error tells the driver whether the read can go on.
@@ -58,6 +58,9 @@ pub struct StreamRun<D> {
     pub mode: SyncMode,
     /// The saved state: `None` on a full refresh, on a first read, or when it was reset.
     pub state: Option<Value>,
+    /// The stream's record limit in this read; admit each record through it. The driver
+    /// logs the count when the stream ends.
+    pub limit: Limit,
 }
 
 impl<D> StreamRun<D> {
@@ -138,6 +141,7 @@ impl Driver {
                 name,
                 definition: definition.clone(),
                 mode: configured.sync_mode,
+                limit: Limit::new(request.window.limit),
             });
         }
         let mut running = JoinSet::new();
@@ -158,17 +162,19 @@ impl Driver {
                 }
                 out.stream_started(&run.name);
                 let name = run.name.clone();
+                let run_name = name.clone();
+                let limit = run.limit.clone();
                 let stream = read(run);
                 let task = async move {
                     let started = Instant::now();
                     let result = stream.await;
-                    tracing::debug!(secs = started.elapsed().as_secs_f64(), "stream ended");
+                    log_end(&name, &limit, started, result.is_ok());
                     result
                 };
                 // Spawned tasks do not inherit the call's span, which routes their logs
                 // to this call's host; attach it explicitly.
                 let handle = running.spawn(task.instrument(tracing::Span::current()));
-                names.insert(handle.id(), name);
+                names.insert(handle.id(), run_name);
             }
             let Some(joined) = running.join_next_with_id().await else {
                 break;
@@ -210,6 +216,25 @@ impl Driver {
             failures.push(run.name, e, false);
         }
         failures.summary()
+    }
+}
+
+/// The one line every stream ends with: what it emitted, and whether its limit stopped it.
+fn log_end(name: &str, limit: &Limit, started: Instant, ok: bool) {
+    let secs = started.elapsed().as_secs_f64();
+    let records = limit.admitted();
+    match limit.cap() {
+        Some(cap) if ok && limit.reached() => tracing::info!(
+            records,
+            secs,
+            "stream {name}: {records} records, stopped at its record limit of {cap}"
+        ),
+        _ if ok => tracing::info!(records, secs, "stream {name}: {records} records"),
+        _ => tracing::debug!(
+            records,
+            secs,
+            "stream {name} ended early after {records} records"
+        ),
     }
 }
 

@@ -21,6 +21,8 @@
 
 use std::sync::Arc;
 
+use tributary_sdk::toolkit::Limit;
+
 use super::entity::{cdc_horizon, emit_rows, id_order, Filter, CDC_CAP};
 use super::seek::malformed;
 use super::state::EntityState;
@@ -45,7 +47,7 @@ pub(crate) async fn read(
     def: &EntityStream,
     st: &mut EntityState,
     filter: &Filter,
-    emitted: &mut u64,
+    limit: &Limit,
 ) -> Result<CdcOutcome> {
     let (Some(since), Some(complete)) = (st.complete_at.clone(), st.complete_instant()) else {
         return Ok(CdcOutcome::CannotAnswer("no complete read known".into()));
@@ -104,7 +106,7 @@ pub(crate) async fn read(
         &mut st.deleted,
         &rows,
         filter,
-        emitted,
+        limit,
         &what,
     )?;
     if !stop {

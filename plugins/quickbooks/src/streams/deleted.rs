@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use tributary_sdk::toolkit::Limit;
 use tributary_sdk::Record;
 
 use super::entity::{cdc_horizon, id_order, CDC_CAP};
@@ -91,7 +92,7 @@ fn emit(
     entity: &str,
     state: &mut DeletedState,
     rows: &[Row<'_>],
-    emitted: &mut u64,
+    limit: &Limit,
 ) -> Result<bool> {
     let mut batch = Vec::new();
     let mut stop = false;
@@ -100,14 +101,14 @@ fn emit(
         if seen.contains_key(&row.id) {
             continue;
         }
-        if ctx.window.limit.is_some_and(|l| *emitted >= l)
+        if limit.reached()
             || matches!((ctx.window.end, row.updated), (Some(end), Some(t)) if t >= end)
         {
             stop = true;
             break;
         }
         batch.push(stub_record(entity, row)?);
-        *emitted += 1;
+        limit.admit();
         // A stub without a readable time is remembered from now on.
         let at = match (&row.updated_raw, row.updated) {
             (Some(t), Some(_)) => t.clone(),
@@ -153,13 +154,17 @@ fn start(ctx: &Ctx, stream: &str, state: &DeletedState, now: DateTime<Utc>) -> S
 }
 
 /// Reads `deleted_objects`; returns the records emitted.
-pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> Result<u64> {
+pub async fn read(
+    ctx: &Ctx,
+    stream: &str,
+    state: Option<serde_json::Value>,
+    limit: &Limit,
+) -> Result<()> {
     let mut state: DeletedState = match state {
         None | Some(serde_json::Value::Null) => DeletedState::default(),
         Some(v) => serde_json::from_value(v)
             .map_err(|e| Error::Config(format!("saved state of stream {stream} is not understood ({e}); reset it or run with --full-refresh")))?,
     };
-    let mut emitted = 0u64;
     let entities = DELETABLE.join(",");
     let mut since = start(ctx, stream, &state, ctx.client.server_now());
     let mut retried = false;
@@ -217,13 +222,13 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
                     .map(|(_, r)| r.clone())
                     .collect(),
             );
-            if emit(ctx, stream, entity, &mut state, &rows, &mut emitted)? {
-                return Ok(emitted);
+            if emit(ctx, stream, entity, &mut state, &rows, limit)? {
+                return Ok(());
             }
         }
         state.completed(started, ctx.config.cdc_margin());
         ctx.out.checkpoint(stream, &state)?;
-        return Ok(emitted);
+        return Ok(());
     }
     drop(all);
     tracing::warn!(
@@ -261,8 +266,8 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
             );
             let newest = rows.last().and_then(|r| r.updated_raw.clone());
             let one_instant = !rows.is_empty() && rows.iter().all(|r| r.updated == rows[0].updated);
-            if emit(ctx, stream, entity, &mut state, &rows, &mut emitted)? {
-                return Ok(emitted);
+            if emit(ctx, stream, entity, &mut state, &rows, limit)? {
+                return Ok(());
             }
             let Some(newest) = newest.filter(|_| total >= CDC_CAP) else {
                 break;
@@ -283,7 +288,7 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
     }
     state.completed(started, ctx.config.cdc_margin());
     ctx.out.checkpoint(stream, &state)?;
-    Ok(emitted)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
+use tributary_sdk::toolkit::Limit;
 use tributary_sdk::Record;
 
 use super::cdc::{self, CdcOutcome};
@@ -181,10 +182,9 @@ pub(crate) fn emit_rows(
     deleted: &mut BTreeMap<String, String>,
     rows: &[Row<'_>],
     filter: &Filter,
-    emitted: &mut u64,
+    limit: &Limit,
     where_: &str,
 ) -> Result<bool> {
-    let limit = ctx.window.limit;
     let mut batch = Vec::with_capacity(rows.len());
     let mut stop = false;
     for row in rows {
@@ -205,7 +205,7 @@ pub(crate) fn emit_rows(
         if (row.deleted && deleted.contains_key(&row.id)) || pos.seen(row) {
             continue;
         }
-        if limit.is_some_and(|l| *emitted >= l) {
+        if limit.reached() {
             stop = true;
             break;
         }
@@ -217,7 +217,7 @@ pub(crate) fn emit_rows(
             Verdict::Skip => {}
             Verdict::Emit => {
                 batch.push(record(row));
-                *emitted += 1;
+                limit.admit();
                 if row.deleted {
                     // Remembered until a complete read starts after it.
                     let at = match (&row.updated_raw, row.updated) {
@@ -231,7 +231,7 @@ pub(crate) fn emit_rows(
         pos.advance(row);
     }
     ctx.out.records(stream, batch)?;
-    Ok(stop || limit.is_some_and(|l| *emitted >= l))
+    Ok(stop || limit.reached())
 }
 
 /// The ordinary sink: emit what is new, checkpoint every page.
@@ -239,7 +239,7 @@ pub(crate) struct Emit<'a> {
     pub(crate) ctx: &'a Ctx,
     pub(crate) stream: &'a str,
     pub(crate) filter: &'a Filter,
-    pub(crate) emitted: &'a mut u64,
+    pub(crate) limit: &'a Limit,
     pub(crate) complete_at: &'a Option<String>,
     pub(crate) deleted: &'a mut BTreeMap<String, String>,
 }
@@ -259,7 +259,7 @@ impl PageSink for Emit<'_> {
             self.deleted,
             rows,
             self.filter,
-            self.emitted,
+            self.limit,
             what,
         )?;
         self.ctx.out.checkpoint(
@@ -274,17 +274,17 @@ impl PageSink for Emit<'_> {
     }
 }
 
-/// Reads one entity stream; returns the records emitted.
+/// Reads one entity stream.
 pub async fn read(
     ctx: &Arc<Ctx>,
     def: EntityStream,
     state: Option<serde_json::Value>,
-) -> Result<u64> {
+    limit: &Limit,
+) -> Result<()> {
     let mut st = EntityState::from_state(def.name, state)?;
     let filter = Filter::new(ctx, &def);
-    let mut emitted = 0u64;
     if ctx.window.narrows() {
-        narrowed(ctx, &def, &mut st, &filter, &mut emitted).await?;
+        narrowed(ctx, &def, &mut st, &filter, limit).await?;
     } else {
         let horizon = cdc_horizon(ctx.client.server_now());
         match st.complete_instant() {
@@ -294,11 +294,11 @@ pub async fn read(
                     since = st.complete_at.as_deref().unwrap_or(""),
                     "incremental read through CDC from the last complete read"
                 );
-                match cdc::read(ctx, &def, &mut st, &filter, &mut emitted).await? {
+                match cdc::read(ctx, &def, &mut st, &filter, limit).await? {
                     CdcOutcome::Done => {}
                     CdcOutcome::CannotAnswer(why) => {
                         tracing::warn!(stream = def.name, "{why}; reconciling instead");
-                        reconcile::read(ctx, &def, &mut st, &filter, &mut emitted).await?;
+                        reconcile::read(ctx, &def, &mut st, &filter, limit).await?;
                     }
                 }
             }
@@ -308,19 +308,18 @@ pub async fn read(
                     complete_at = st.complete_at.as_deref().unwrap_or(""),
                     "the last complete read is beyond CDC's 30-day horizon; reconciling"
                 );
-                reconcile::read(ctx, &def, &mut st, &filter, &mut emitted).await?;
+                reconcile::read(ctx, &def, &mut st, &filter, limit).await?;
             }
             None => {
                 tracing::info!(
                     stream = def.name,
                     "no complete read known; reconciling (a full scan that also proves deletions)"
                 );
-                reconcile::read(ctx, &def, &mut st, &filter, &mut emitted).await?;
+                reconcile::read(ctx, &def, &mut st, &filter, limit).await?;
             }
         }
     }
-    tracing::info!(stream = def.name, records = emitted, "stream read");
-    Ok(emitted)
+    Ok(())
 }
 
 /// A read narrowed by clients or dates: the query API with the window's conditions, from
@@ -330,7 +329,7 @@ async fn narrowed(
     def: &EntityStream,
     st: &mut EntityState,
     filter: &Filter,
-    emitted: &mut u64,
+    limit: &Limit,
 ) -> Result<()> {
     // A window start after the saved position moves the position up to it.
     if let Some(start) = filter.updated_from {
@@ -357,7 +356,7 @@ async fn narrowed(
         ctx,
         stream: def.name,
         filter,
-        emitted,
+        limit,
         complete_at,
         deleted,
     };

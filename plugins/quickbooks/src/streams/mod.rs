@@ -12,7 +12,7 @@ pub mod report;
 mod seek;
 pub mod state;
 
-use tributary_sdk::toolkit::Streams;
+use tributary_sdk::toolkit::{StreamRun, Streams};
 use tributary_sdk::{Catalog, Emitter, StreamDescriptor, Window};
 
 use crate::client::Client;
@@ -191,16 +191,18 @@ pub struct Ctx {
     pub window: Window,
 }
 
-/// Reads one stream from `state` (None: from the beginning).
-pub async fn read(
-    ctx: &std::sync::Arc<Ctx>,
-    kind: StreamKind,
-    name: &str,
-    state: Option<serde_json::Value>,
-) -> Result<u64> {
-    match kind {
-        StreamKind::Entity(def) => entity::read(ctx, def, state).await,
-        StreamKind::Report => report::read(ctx, name, state).await,
-        StreamKind::Deleted => deleted::read(ctx, name, state).await,
+/// Reads one stream from its saved state (None: from the beginning).
+pub async fn read(ctx: &std::sync::Arc<Ctx>, run: StreamRun<StreamKind>) -> Result<()> {
+    let StreamRun {
+        name,
+        definition,
+        state,
+        limit,
+        ..
+    } = run;
+    match definition {
+        StreamKind::Entity(def) => entity::read(ctx, def, state, &limit).await,
+        StreamKind::Report => report::read(ctx, &name, state, &limit).await,
+        StreamKind::Deleted => deleted::read(ctx, &name, state, &limit).await,
     }
 }

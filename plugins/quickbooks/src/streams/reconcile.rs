@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Utc};
+use tributary_sdk::toolkit::Limit;
 use tributary_sdk::{Coverage, Snapshot};
 
 use super::entity::{list_conditions, record, Filter, Verdict};
@@ -33,7 +34,7 @@ struct Reconcile<'a> {
     saved: &'a Position,
     snapshot: &'a Snapshot,
     filter: &'a Filter,
-    emitted: &'a mut u64,
+    limit: &'a Limit,
     complete_at: &'a Option<String>,
     deleted: &'a std::collections::BTreeMap<String, String>,
     /// Server time of the first page: when the listing began.
@@ -57,7 +58,6 @@ impl PageSink for Reconcile<'_> {
                     .unwrap_or_else(|| self.ctx.client.server_now()),
             );
         }
-        let limit = self.ctx.window.limit;
         let mut keys = Vec::new();
         let mut batch = Vec::new();
         for row in rows {
@@ -77,12 +77,11 @@ impl PageSink for Reconcile<'_> {
             }
             let emit = !self.saved.seen(row) && self.filter.verdict(row) == Verdict::Emit;
             if emit {
-                if limit.is_some_and(|l| *self.emitted >= l) {
+                if !self.limit.admit() {
                     self.stopped = true;
                     break;
                 }
                 batch.push(record(row));
-                *self.emitted += 1;
             } else {
                 keys.push(row.id.clone());
             }
@@ -113,7 +112,7 @@ pub(crate) async fn read(
     def: &EntityStream,
     st: &mut EntityState,
     filter: &Filter,
-    emitted: &mut u64,
+    limit: &Limit,
 ) -> Result<()> {
     let snapshot = ctx.out.snapshot(def.name, Coverage::Source)?;
     let saved = st.position.clone();
@@ -125,7 +124,7 @@ pub(crate) async fn read(
             saved: &saved,
             snapshot: &snapshot,
             filter,
-            emitted,
+            limit,
             complete_at: &st.complete_at,
             deleted: &st.deleted,
             started: None,

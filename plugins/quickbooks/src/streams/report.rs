@@ -12,6 +12,7 @@
 
 use chrono::{Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use tributary_sdk::toolkit::Limit;
 use tributary_sdk::Record;
 
 use super::Ctx;
@@ -70,7 +71,12 @@ fn record(ctx: &Ctx, row: &parse::ReportRow) -> Option<Record> {
 }
 
 /// Reads `transaction_list`; returns the records emitted.
-pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> Result<u64> {
+pub async fn read(
+    ctx: &Ctx,
+    stream: &str,
+    state: Option<serde_json::Value>,
+    limit: &Limit,
+) -> Result<()> {
     let state: ReportState = match state {
         None | Some(serde_json::Value::Null) => ReportState::default(),
         Some(v) => serde_json::from_value(v)
@@ -95,7 +101,6 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
         .unwrap_or(today + Duration::days(1));
     let max_chunk = i64::from(ctx.config.report_chunk_days.max(1));
     let mut chunk = 1i64;
-    let mut emitted = 0u64;
     while start <= end {
         ctx.out.check_cancelled()?;
         let chunk_end = (start + Duration::days(chunk - 1)).min(end);
@@ -120,13 +125,13 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
         let mut sent: Result<()> = Ok(());
         let walked = parse::report_each(&body, |row| {
             rows += 1;
-            if ctx.window.limit.is_some_and(|l| emitted >= l) {
+            if limit.reached() {
                 cut = true;
                 return Err(String::new());
             }
             if let Some(rec) = record(ctx, &row) {
                 batch.push(rec);
-                emitted += 1;
+                limit.admit();
             }
             if batch.len() >= BATCH {
                 if let Err(e) = ctx.out.records(stream, std::mem::take(&mut batch)) {
@@ -149,7 +154,7 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
         }
         ctx.out.records(stream, batch)?;
         drop(body);
-        if cut || ctx.window.limit.is_some_and(|l| emitted >= l) {
+        if cut || limit.reached() {
             // The chunk was cut short: its end is not fully read, so it is not saved.
             break;
         }
@@ -163,7 +168,7 @@ pub async fn read(ctx: &Ctx, stream: &str, state: Option<serde_json::Value>) -> 
         chunk = next_chunk_days(days, rows, max_chunk);
         start = chunk_end + Duration::days(1);
     }
-    Ok(emitted)
+    Ok(())
 }
 
 #[cfg(test)]

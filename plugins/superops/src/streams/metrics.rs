@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use tributary_sdk::toolkit::Limit;
 use tributary_sdk::Record;
 
 use super::{client_condition, defs, full_scan, parse_row, Ctx, Scan, SeenKeys};
@@ -215,7 +216,7 @@ fn ratio(num: u64, den: u64) -> Value {
 }
 
 /// Emits derived stream `name`; without a narrowing window, as a snapshot.
-pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
+pub async fn read(ctx: &Ctx, name: &str, limit: &Limit) -> Result<()> {
     let facts = ticket_facts(ctx).await?;
     let window = json!({
         "window_start": ctx.window.start.map(time::to_cursor),
@@ -227,12 +228,10 @@ pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
         let (records, worklogs_whole) = technician_productivity(ctx, &facts, &window).await?;
         (records, facts.whole && worklogs_whole)
     };
+    let mut records = records;
     let n = records.len();
-    let cut = ctx.window.limit.is_some_and(|l| n as u64 > l);
-    let records: Vec<Record> = match ctx.window.limit {
-        Some(l) => records.into_iter().take(l as usize).collect(),
-        None => records,
-    };
+    records.truncate(limit.take(n));
+    let cut = records.len() < n;
     let snapshot = super::open_snapshot(ctx, name)?;
     ctx.out.records(name, records)?;
     super::conclude(
@@ -240,7 +239,6 @@ pub async fn read(ctx: &Ctx, name: &str) -> Result<()> {
         whole && !cut,
         "the rows were cut by the record limit, or the scans behind them changed while they were paged",
     )?;
-    tracing::info!("stream {name}: {n} rows");
     Ok(())
 }
 

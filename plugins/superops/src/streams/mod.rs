@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
-use tributary_sdk::toolkit::StreamRun;
+use tributary_sdk::toolkit::{Limit, StreamRun};
 use tributary_sdk::{Coverage, Emitter, Record, Snapshot, Window};
 
 use crate::client::Client;
@@ -338,10 +338,10 @@ pub async fn read_stream(ctx: &Ctx, run: StreamRun<Stream>) -> Result<()> {
             let state = run
                 .state_as::<TicketState>()
                 .map_err(|e| Error::Config(e.message))?;
-            tickets::read(ctx, state).await
+            tickets::read(ctx, state, &run.limit).await
         }
-        Stream::Metric(name) => metrics::read(ctx, name).await,
-        Stream::List(def) => read_list(ctx, def).await,
+        Stream::Metric(name) => metrics::read(ctx, name, &run.limit).await,
+        Stream::List(def) => read_list(ctx, def, &run.limit).await,
     }
 }
 
@@ -376,7 +376,7 @@ fn conclude(snapshot: Option<Snapshot>, whole: bool, why_not: &str) -> Result<bo
 /// A full-refresh list stream: every page, deduplicated by primary key, filtered by the
 /// window's clients and dates, at most `window.limit` records. Read without a narrowing
 /// window it is a snapshot, spanning both modules for worklogs.
-async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
+async fn read_list(ctx: &Ctx, def: &'static StreamDef, limit: &Limit) -> Result<()> {
     let clients = ctx.clients();
     // Worklogs have no client; with a client filter they are kept when logged on one of
     // that client's tickets (PROJECT entries cannot be attributed and are left out).
@@ -394,11 +394,9 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
     // an error or a cancel drops it, which abandons it.
     let snapshot = open_snapshot(ctx, def.name)?;
     let mut seen = SeenKeys::default();
-    let mut emitted: u64 = 0;
     let mut whole = true;
-    let limit = ctx.window.limit;
     for module in modules {
-        if limit.is_some_and(|l| emitted >= l) {
+        if limit.reached() {
             whole = false;
             break;
         }
@@ -449,13 +447,13 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
                     continue;
                 }
                 batch.push(Record::from_json(pk, text));
-                emitted += 1;
-                if limit.is_some_and(|l| emitted >= l) {
+                limit.admit();
+                if limit.reached() {
                     break;
                 }
             }
             ctx.out.records(def.name, batch)?;
-            Ok(limit.is_none_or(|l| emitted < l))
+            Ok(!limit.reached())
         })
         .await?;
         whole &= outcome.is_whole() && !repeated;
@@ -465,6 +463,5 @@ async fn read_list(ctx: &Ctx, def: &'static StreamDef) -> Result<()> {
         whole,
         "the listing was cut by the record limit or changed while it was paged",
     )?;
-    tracing::info!("stream {}: {emitted} records", def.name);
     Ok(())
 }

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tributary_sdk::toolkit::Limit;
 use tributary_sdk::Record;
 
 use super::{client_condition, defs, full_scan, parse_row, reconcile, Ctx, Scan};
@@ -67,15 +68,14 @@ struct Run {
     scan_ids: Option<super::SeenKeys>,
     repeated: bool,
     max: Option<DateTime<Utc>>,
-    count: u64,
-    limit: Option<u64>,
+    limit: Limit,
     pages: u32,
     reconciled_at: Option<String>,
 }
 
 impl Run {
     fn limited(&self) -> bool {
-        self.limit.is_some_and(|l| self.count >= l)
+        self.limit.reached()
     }
 
     /// Turns a page into records; returns them and the last row's `updatedTime`.
@@ -127,7 +127,7 @@ impl Run {
                 self.emitted.insert(id.clone(), t);
             }
             self.max = self.max.max(Some(t));
-            self.count += 1;
+            self.limit.admit();
             batch.push(Record::from_json(id, text).with_cursor(time::to_cursor(t)));
         }
         Ok((batch, last))
@@ -184,7 +184,7 @@ fn base_conditions(ctx: &Ctx) -> Vec<serde_json::Value> {
 }
 
 /// Reads tickets, continuing from `state` when given.
-pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
+pub async fn read(ctx: &Ctx, state: Option<TicketState>, limit: &Limit) -> Result<()> {
     // A listing's time is when it started: anything deleted after that is for the next.
     let started = Utc::now();
     let overlap = ctx.config.overlap();
@@ -216,8 +216,7 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
         scan_ids: None,
         repeated: false,
         max: None,
-        count: 0,
-        limit: ctx.window.limit,
+        limit: limit.clone(),
         pages: 0,
         reconciled_at: state.as_ref().and_then(|s| s.reconciled_at.clone()),
     };
@@ -289,11 +288,7 @@ pub async fn read(ctx: &Ctx, state: Option<TicketState>) -> Result<()> {
     if !run.limited() || previous.is_some() {
         ctx.out.checkpoint(STREAM, &run.state(previous, overlap))?;
     }
-    tracing::info!(
-        "stream tickets: {} records in {} pages",
-        run.count,
-        run.pages
-    );
+    tracing::debug!("stream tickets: {} pages", run.pages);
     Ok(())
 }
 
