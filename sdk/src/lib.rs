@@ -109,6 +109,7 @@ mod spec;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod toolkit;
+pub mod usage;
 
 use std::future::Future;
 

@@ -103,7 +103,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        metadata.is_span() || level_u8(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
+        // Usage events are counts for the host, not log lines: they cross at any level.
+        metadata.is_span()
+            || metadata.target() == crate::usage::TARGET
+            || level_u8(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
     }
 
     fn on_new_span(

@@ -159,6 +159,7 @@ pub fn services(plan: &Plan, cancel: Arc<AtomicBool>) -> Services {
         credentials: Arc::new(Credentials::new(plan.credentials_path.clone())),
         cancel,
         progress: Arc::new(Progress::new()),
+        usage: Arc::default(),
     }
 }
 

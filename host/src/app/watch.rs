@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use tributary_sdk::usage::Usage;
 use tributary_sdk::{Catalog, ConfiguredCatalog, SyncMode};
 
 use super::run::{open_destination, prepare, Prepared};
@@ -242,7 +243,11 @@ fn source_loop(
             full_refresh: false,
             parallelism: 1,
         };
+        let used = services.usage.of(name);
         let reports = shared.writer.read_source(cycle, &state, &options, services);
+        shared
+            .metrics
+            .add_usage(name, since(services.usage.of(name), used));
         if let Some(e) = shared.writer.failure() {
             tracing::error!(source = name, "the destination failed; watch stops: {e}");
             shared.stopping.store(true, Ordering::SeqCst);
@@ -271,6 +276,14 @@ fn source_loop(
                 streams
             }
         };
+    }
+}
+
+/// What was used after `before`.
+fn since(now: Usage, before: Usage) -> Usage {
+    Usage {
+        requests: now.requests.saturating_sub(before.requests),
+        throttles: now.throttles.saturating_sub(before.throttles),
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tributary_sdk::host::{HostHandler, KeyBatch, RecordBatch};
+use tributary_sdk::usage::Usage;
 use tributary_sdk::{ControlMessage, Coverage, LogLevel, SnapshotEvent, StreamStatus};
 
 use super::writer::{SnapshotOp, WriterError, WriterMsg};
@@ -46,6 +47,7 @@ pub(super) struct SourceHandler {
     pub(super) failed: WriterError,
     pub(super) cancel: Arc<AtomicBool>,
     pub(super) credentials: Arc<Credentials>,
+    pub(super) usage: Arc<super::UsageBook>,
     pub(super) stats: Mutex<HashMap<String, StreamStats>>,
     pub(super) total: AtomicU64,
     pub(super) progress: indicatif::ProgressBar,
@@ -247,6 +249,10 @@ impl HostHandler for SourceHandler {
 
     fn log(&self, level: LogLevel, target: &str, message: &str) {
         let source = &*self.source;
+        if target == tributary_sdk::usage::TARGET {
+            self.usage.add(source, Usage::parse(message));
+            return;
+        }
         match level {
             LogLevel::Error => tracing::error!(source, plugin_target = target, "{message}"),
             LogLevel::Warn => tracing::warn!(source, plugin_target = target, "{message}"),

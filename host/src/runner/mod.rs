@@ -31,10 +31,12 @@ mod handler;
 mod select;
 #[cfg(test)]
 mod tests;
+mod usage;
 mod writer;
 
 use handler::{streams_prefix, SourceHandler};
 pub use select::{scope_of, select_streams};
+pub use usage::UsageBook;
 pub use writer::CommitHooks;
 use writer::{writer_loop, Marked, WriterError, WriterMsg, QUEUE_DEPTH};
 
@@ -85,6 +87,8 @@ pub struct Services {
     pub cancel: Arc<AtomicBool>,
     /// Progress display.
     pub progress: Arc<Progress>,
+    /// API usage the plugins report, per source.
+    pub usage: Arc<UsageBook>,
 }
 
 /// A handler for `check`/`discover` (control messages and logs only).
@@ -97,6 +101,7 @@ pub fn control_handler(source: &str, services: &Services) -> Arc<dyn HostHandler
         failed: Arc::default(),
         cancel: services.cancel.clone(),
         credentials: services.credentials.clone(),
+        usage: services.usage.clone(),
         stats: Mutex::default(),
         total: AtomicU64::new(0),
         progress: indicatif::ProgressBar::hidden(),
@@ -275,6 +280,7 @@ fn run_source(
         failed,
         cancel: services.cancel.clone(),
         credentials: services.credentials.clone(),
+        usage: services.usage.clone(),
         stats: Mutex::default(),
         total: AtomicU64::new(0),
         progress: bar.clone(),
@@ -372,7 +378,14 @@ fn run_source(
     if let Err(e) = &result {
         tracing::error!(source = %plan.name, "sync failed: {e}");
     } else {
-        tracing::info!(source = %plan.name, records = handler.total.load(Ordering::Relaxed), "sync finished");
+        let used = services.usage.of(&plan.name);
+        tracing::info!(
+            source = %plan.name,
+            records = handler.total.load(Ordering::Relaxed),
+            requests = used.requests,
+            throttles = used.throttles,
+            "sync finished"
+        );
     }
     reports
 }

@@ -22,6 +22,7 @@ fn handler(scope: Option<&str>, limit: Option<u64>) -> (SourceHandler, Receiver<
         credentials: Arc::new(Credentials::new(
             std::env::temp_dir().join("tributary-unused-credentials.json"),
         )),
+        usage: Arc::default(),
         stats: Mutex::new(HashMap::new()),
         total: AtomicU64::new(0),
         progress: indicatif::ProgressBar::hidden(),
@@ -118,4 +119,16 @@ fn scope_names_the_narrowing_and_ignores_order_and_limit() {
         state_key("tickets", scope_of(&w).as_deref()),
         "tickets [clients=1,2;since=2026-01-01T00:00:00Z]"
     );
+}
+
+#[test]
+fn usage_events_are_counted_per_source_not_logged() {
+    let (h, _rx) = handler(None, None);
+    for message in [" requests=1", " requests=1", " throttles=1"] {
+        h.log(LogLevel::Debug, tributary_sdk::usage::TARGET, message);
+    }
+    h.log(LogLevel::Info, "quickbooks::client", " requests=5");
+    let used = h.usage.of("src");
+    assert_eq!((used.requests, used.throttles), (2, 1));
+    assert_eq!(h.usage.of("other"), Default::default());
 }

@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use tributary_sdk::usage::Usage;
 
 /// `{source, stream}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +68,10 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// `tributary_cycles_total{source}`: incremental cycles run.
     pub cycles: Family<SourceLabels, Counter>,
+    /// `tributary_requests_total{source}`: requests the plugin sent to its API.
+    pub requests: Family<SourceLabels, Counter>,
+    /// `tributary_throttles_total{source}`: answers from the API that said "slow down".
+    pub throttles: Family<SourceLabels, Counter>,
     /// `tributary_last_success_timestamp_seconds{source,stream}`.
     pub last_success: Family<StreamLabels, FloatGauge>,
     /// `tributary_newest_cursor_timestamp_seconds{source,stream}`: the newest committed
@@ -103,6 +108,8 @@ impl Metrics {
             deletes: Family::default(),
             errors: Family::default(),
             cycles: Family::default(),
+            requests: Family::default(),
+            throttles: Family::default(),
             last_success: Family::default(),
             newest_cursor: Family::default(),
             lag: Family::default(),
@@ -130,6 +137,16 @@ impl Metrics {
             "tributary_cycles",
             "Incremental cycles run",
             m.cycles.clone(),
+        );
+        registry.register(
+            "tributary_requests",
+            "Requests a source's plugin sent to its API",
+            m.requests.clone(),
+        );
+        registry.register(
+            "tributary_throttles",
+            "Throttled answers a source's plugin met",
+            m.throttles.clone(),
         );
         registry.register(
             "tributary_last_success_timestamp_seconds",
@@ -183,6 +200,15 @@ impl Metrics {
             *slot = at;
             self.newest_cursor.get_or_create(labels).set(at);
         }
+    }
+
+    /// Counts what `source`'s plugin used of its API in one cycle.
+    pub fn add_usage(&self, source: &str, used: Usage) {
+        let labels = SourceLabels {
+            source: source.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc_by(used.requests);
+        self.throttles.get_or_create(&labels).inc_by(used.throttles);
     }
 
     /// The Prometheus text exposition, with `lag` computed for `now`.

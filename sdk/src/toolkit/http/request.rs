@@ -206,6 +206,7 @@ impl<S: TokenSource> Requester<S> {
             };
             permit.leaving();
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            crate::usage::request();
             let outcome = match build(&self.http, &token).send().await {
                 Err(e) => Err(transport_message(&e)),
                 Ok(resp) => {
@@ -254,6 +255,7 @@ impl<S: TokenSource> Requester<S> {
             let lowered = if action == Action::Wait {
                 throttles += 1;
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                crate::usage::throttle();
                 let wait = wait_hint.unwrap_or_else(|| self.policy.default_wait(throttles));
                 // Every request of the credential waits (the budget pauses), and the
                 // budget may learn a lower rate.
