@@ -40,6 +40,9 @@ pub enum CredentialsError {
 pub struct Credentials {
     path: PathBuf,
     lock: Mutex<()>,
+    /// What this process stored, per source: a later read in the same process (watch's
+    /// next cycle) must use it, as the plan's config holds what was current at start.
+    updated_here: Mutex<Store>,
 }
 
 impl Credentials {
@@ -48,7 +51,16 @@ impl Credentials {
         Credentials {
             path,
             lock: Mutex::new(()),
+            updated_here: Mutex::default(),
         }
+    }
+
+    /// The values this process stored for `source` (empty before any update). Unlike
+    /// [`Credentials::get`], this holds for sandboxed sources too: what the emulator of
+    /// this process rotated, never what an earlier run left in the file.
+    pub fn updated_here(&self, source: &str) -> BTreeMap<String, String> {
+        let here = self.updated_here.lock().unwrap_or_else(|p| p.into_inner());
+        here.get(source).cloned().unwrap_or_default()
     }
 
     /// Stored values for `source`.
@@ -115,7 +127,13 @@ impl Credentials {
         write_atomic(&self.path, &json).map_err(|error| CredentialsError::Io {
             path: self.path.clone(),
             error,
-        })
+        })?;
+        let mut here = self.updated_here.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = here.entry(source.to_string()).or_default();
+        for (k, v) in values {
+            entry.insert(k.clone(), v.clone());
+        }
+        Ok(())
     }
 }
 
@@ -168,6 +186,25 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn updated_here_holds_only_what_this_process_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.json");
+        let mut v = BTreeMap::new();
+        v.insert("refresh_token".to_string(), "earlier-run".to_string());
+        Credentials::new(path.clone()).update("qbo", &v).unwrap();
+        let store = Credentials::new(path);
+        assert!(
+            store.updated_here("qbo").is_empty(),
+            "{:?}",
+            store.updated_here("qbo")
+        );
+        v.insert("refresh_token".to_string(), "rotated".to_string());
+        store.update("qbo", &v).unwrap();
+        assert_eq!(store.updated_here("qbo")["refresh_token"], "rotated");
+        assert!(store.updated_here("other").is_empty());
     }
 
     #[test]

@@ -313,8 +313,16 @@ fn run_source(
             })
             .collect()
     };
+    // Secrets rotated by an earlier read in this process (watch's previous cycle) replace
+    // the plan's: a refresh token is single-use, the plan's would be refused.
+    let mut config = plan.config.clone();
+    if let serde_json::Value::Object(map) = &mut config {
+        for (k, v) in services.credentials.updated_here(&plan.name) {
+            map.insert(k, serde_json::Value::String(v));
+        }
+    }
     let request = ReadRequest {
-        config: plan.config.clone(),
+        config,
         catalog: catalog.clone(),
         state: stream_state,
         window: plan.window.clone(),

@@ -4,6 +4,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+/// A lean headless-Chromium driver (DevTools protocol over a WebSocket).
+mod cdp;
 /// Two runs on one destination, and source names that would share a table.
 mod concurrency;
 /// `kill -9` in the middle of a large sync, then resume.
@@ -32,5 +34,7 @@ mod quality;
 mod scaffold;
 /// The internal-db connector against the real PostgreSQL and MariaDB services.
 mod services;
+/// The status page in headless Chromium: sources, streams and the live feed.
+mod status_page;
 /// `watch`: a change reaches a subscriber and the warehouse; SIGINT stops it cleanly.
 mod watch;
