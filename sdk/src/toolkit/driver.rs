@@ -200,7 +200,12 @@ impl Driver {
             match result {
                 Ok(()) => out.stream_complete(&name),
                 Err((e, fatal)) => {
-                    tracing::error!(stream = %name, kind = %e.kind, "stream {name} failed: {}", e.message);
+                    if out.is_cancelled() {
+                        // The host asked to stop (Ctrl-C, a failed destination): it says why.
+                        tracing::info!(stream = %name, "stream {name} stopped: {}", e.message);
+                    } else {
+                        tracing::error!(stream = %name, kind = %e.kind, "stream {name} failed: {}", e.message);
+                    }
                     out.stream_incomplete(&name, &e);
                     if fatal && ended.is_none() {
                         ended = Some(format!("stream {name} failed: {}", e.message));
