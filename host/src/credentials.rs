@@ -39,7 +39,9 @@ pub enum CredentialsError {
 #[derive(Debug)]
 pub struct Credentials {
     path: PathBuf,
-    lock: Mutex<()>,
+    /// Serialises updates; holds what this process persisted, by source, so a long
+    /// process (`watch`) can read with the values it rotated since it planned.
+    lock: Mutex<Store>,
 }
 
 impl Credentials {
@@ -47,8 +49,19 @@ impl Credentials {
     pub fn new(path: PathBuf) -> Self {
         Credentials {
             path,
-            lock: Mutex::new(()),
+            lock: Mutex::new(Store::new()),
         }
+    }
+
+    /// The values this process persisted for `source` (empty if none): what a later
+    /// read must use over the config planned at start, e.g. a rotated refresh token.
+    pub fn updated(&self, source: &str) -> BTreeMap<String, String> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(source)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Stored values for `source`.
@@ -102,7 +115,7 @@ impl Credentials {
         source: &str,
         values: &BTreeMap<String, String>,
     ) -> Result<(), CredentialsError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut persisted = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut store = self.read()?;
         let entry = store.entry(source.to_string()).or_default();
         for (k, v) in values {
@@ -115,7 +128,12 @@ impl Credentials {
         write_atomic(&self.path, &json).map_err(|error| CredentialsError::Io {
             path: self.path.clone(),
             error,
-        })
+        })?;
+        persisted
+            .entry(source.to_string())
+            .or_default()
+            .extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(())
     }
 }
 

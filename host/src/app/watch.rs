@@ -232,7 +232,14 @@ fn source_loop(
         }
         let started = Instant::now();
         shared.status.update(name, |v| v.next_cycle = None);
-        let cycle = cycle_of(source, catalog, &only);
+        let mut cycle = cycle_of(source, catalog, &only);
+        // A cycle reads with what earlier cycles rotated (a QuickBooks refresh token is
+        // single-use): the config planned at start would be refused.
+        if let serde_json::Value::Object(config) = &mut cycle.plan.config {
+            for (k, v) in services.credentials.updated(name) {
+                config.insert(k, serde_json::Value::String(v));
+            }
+        }
         let state = shared
             .state
             .lock()
