@@ -180,6 +180,9 @@ mod tests {
         assert_eq!(got["refresh_token"], "r2");
         assert_eq!(got["access_token"], "a2");
         assert!(store.get("other").unwrap().is_empty());
+        // What this process persisted, for a long process's later reads.
+        assert_eq!(store.updated("qbo"), got);
+        assert!(Credentials::new(path.clone()).updated("qbo").is_empty());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -419,3 +419,62 @@ fn a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn under_sandbox_the_emulators_webhooks_wake_quickbooks_and_every_cycle_keeps_its_credentials() {
+    let scratch = Scratch::new();
+    // The documented demo: watch starts the emulator, points its webhooks at itself, and
+    // the emulator changes data every 500 ms. Polled every 60 s: every later cycle is a
+    // webhook's, and each must read with the refresh token the previous one rotated.
+    scratch.manifest(&format!(
+        "{}[sandbox]\nseed = 7\nclients = 20\nmutate_every_ms = 500\n\n{}\
+         [sources.qb]\nplugin = \"quickbooks\"\nendpoint = \"sandbox\"\ninterval = \"60s\"\n\
+         streams = [\"invoices\", \"customers\", \"payments\", \"deleted_objects\"]\n",
+        scratch.header(),
+        watch_section("60s"),
+    ));
+    let started = chrono::Utc::now();
+    let watch = Watch::start(&scratch);
+    watch.wait_cycles_after(started, Duration::from_secs(120));
+    let polled = Instant::now();
+    let (status, body) = http(
+        &watch.addr,
+        "GET",
+        "/status.json",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let base = serde_json::from_str::<Value>(&body).expect("JSON")["last_seq"]
+        .as_u64()
+        .expect("last_seq");
+    let events = tail(&watch.addr, TOKEN, &["--since", "0"], 1_000_000);
+    let event = next_matching(
+        &events,
+        Duration::from_secs(20),
+        "a change after the first cycle",
+        |e| e["seq"].as_u64() > Some(base),
+    );
+    assert_eq!(event["source"], "qb");
+    let cycles = "tributary_cycles_total{source=\"qb\"}";
+    wait_for(
+        Duration::from_secs(20),
+        || format!("three cycles:\n{}\n{}", watch.health(), watch.log()),
+        || (watch.metric(cycles) >= 3.0).then_some(()),
+    );
+    assert!(
+        polled.elapsed() < Duration::from_secs(58),
+        "the test ran so long that the 60 s poll may have run"
+    );
+    let health = watch.health();
+    let qb = &health["sources"][0];
+    assert_eq!(qb["consecutive_failures"], 0, "{health}\n{}", watch.log());
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(
+        !watch.log().contains("invalid_grant"),
+        "a cycle read with a superseded refresh token:\n{}",
+        watch.log()
+    );
+    let (code, _) = watch.interrupt();
+    assert_eq!(code, Some(0));
+}
