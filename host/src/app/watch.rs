@@ -188,7 +188,7 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
     shared.writer.finish();
     match failure {
         Some(e) => {
-            eprintln!("watch stopped: the destination failed: {e}");
+            eprintln!("watch stopped: nothing more can be committed: {e}");
             Ok(ExitCode::from(1))
         }
         None => {
@@ -251,7 +251,10 @@ fn source_loop(
         };
         let reports = shared.writer.read_source(cycle, &state, &options, services);
         if let Some(e) = shared.writer.failure() {
-            tracing::error!(source = name, "the destination failed; watch stops: {e}");
+            tracing::error!(
+                source = name,
+                "a commit failed (destination or sink); watch stops: {e}"
+            );
             shared.stopping.store(true, Ordering::SeqCst);
             return;
         }
