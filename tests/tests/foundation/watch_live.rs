@@ -478,3 +478,53 @@ fn under_sandbox_the_emulators_webhooks_wake_quickbooks_and_every_cycle_keeps_it
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn into_postgres_a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
+    let Some(schema) = crate::postgres::Schema::new("watchdel") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let header = scratch.header();
+    let host = header.split("[destination]").next().expect("[host]");
+    scratch.manifest(&format!(
+        "{host}{}{}[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"contracts\"]\n\n\
+         [sources.internal.config]\nurl = \"sqlite://{}\"\nreconcile_every = \"always\"\n\
+         sample_data = {{ clients = 20, seed = 7 }}\n",
+        schema.destination(),
+        watch_section("1s"),
+        scratch.path("internal.db").display()
+    ));
+    let started = chrono::Utc::now();
+    let watch = Watch::start(&scratch);
+    watch.wait_cycles_after(started, Duration::from_secs(120));
+    let events = tail(
+        &watch.addr,
+        TOKEN,
+        &["--stream", "contracts", "--since", "0"],
+        1_000_000,
+    );
+    // The committed version, from the feed's replay of the first cycle.
+    let first = next_matching(&events, Duration::from_secs(30), "a contract", |e| {
+        e["op"] == "upsert"
+    });
+    let pk = first["pk"].as_str().expect("pk").to_string();
+    let conn = rusqlite::Connection::open(scratch.path("internal.db")).expect("internal db");
+    assert_eq!(
+        conn.execute("DELETE FROM contracts WHERE id = ?1", [&pk])
+            .expect("delete"),
+        1
+    );
+    let event = next_matching(
+        &events,
+        Duration::from_secs(30),
+        "the deletion of the contract",
+        |e| e["pk"] == pk.as_str() && e["op"] == "delete",
+    );
+    assert_eq!(
+        event["record"], first["record"],
+        "the row as last committed"
+    );
+    let (code, _) = watch.interrupt();
+    assert_eq!(code, Some(0));
+}
