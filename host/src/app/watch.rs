@@ -189,7 +189,7 @@ pub fn watch(loaded: &Loaded, args: &WatchArgs, cancel: Arc<AtomicBool>) -> Resu
     shared.writer.finish();
     match failure {
         Some(e) => {
-            eprintln!("watch stopped: the destination failed: {e}");
+            eprintln!("watch stopped: nothing more can be committed: {e}");
             Ok(ExitCode::from(1))
         }
         None => {
@@ -233,6 +233,7 @@ fn source_loop(
         }
         let started = Instant::now();
         shared.status.update(name, |v| v.next_cycle = None);
+        // The runner lays secrets rotated by earlier cycles over the planned config.
         let cycle = cycle_of(source, catalog, &only);
         let state = shared
             .state
@@ -249,7 +250,10 @@ fn source_loop(
             .metrics
             .add_usage(name, since(services.usage.of(name), used));
         if let Some(e) = shared.writer.failure() {
-            tracing::error!(source = name, "the destination failed; watch stops: {e}");
+            tracing::error!(
+                source = name,
+                "a commit failed (destination or sink); watch stops: {e}"
+            );
             shared.stopping.store(true, Ordering::SeqCst);
             return;
         }

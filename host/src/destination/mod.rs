@@ -68,6 +68,17 @@ impl From<rusqlite::Error> for DestinationError {
 }
 
 /// Committed state: source → stream → state.
+/// A row a completed snapshot marked deleted, as it was last committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedRow {
+    /// Primary key.
+    pub pk: String,
+    /// Cursor value, if the row had one.
+    pub cursor: Option<String>,
+    /// The record (JSON).
+    pub data: String,
+}
+
 pub type StateMap = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
 /// Discovered stream schemas: (table prefix, stream) → JSON Schema.
@@ -158,6 +169,19 @@ pub trait Destination: Send {
         stream: &str,
         noticed_at: &str,
     ) -> Result<u64, DestinationError>;
+
+    /// [`Destination::finish_snapshot`], also handing every row it marks to `marked`, so
+    /// `watch` can publish the deletions it concluded. A destination that cannot list
+    /// them cheaply keeps this default, which marks the rows and lists none (JSONL).
+    fn finish_snapshot_rows(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        _marked: &mut dyn FnMut(MarkedRow),
+    ) -> Result<u64, DestinationError> {
+        self.finish_snapshot(source, stream, noticed_at)
+    }
 
     /// Forgets an open snapshot without concluding anything.
     fn abandon_snapshot(&mut self, source: &str, stream: &str);

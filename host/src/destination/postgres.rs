@@ -25,7 +25,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Executor, Row};
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
-use super::{state_key_is_of, table_name, Destination, DestinationError, StateMap, ViewRows};
+use super::{
+    state_key_is_of, table_name, Destination, DestinationError, MarkedRow, StateMap, ViewRows,
+};
 use crate::views::{self, Client360Sources, Dialect, CLIENT_360};
 
 /// COPY data is sent to the server in pieces of about this size.
@@ -460,6 +462,79 @@ pub(super) fn jsonb_accepts(text: &str) -> bool {
     true
 }
 
+impl PostgresDestination {
+    /// Closes the snapshot of `source.stream` and marks its unseen live rows deleted,
+    /// handing each to `listed` when given.
+    fn mark_unseen(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        listed: Option<&mut dyn FnMut(MarkedRow)>,
+    ) -> Result<u64, DestinationError> {
+        let table = table_name(source, stream);
+        let Some(seen) = self.snapshots.remove(&table) else {
+            return Ok(0);
+        };
+        self.begin()?;
+        let schema = &self.schema;
+        let target = format!("{schema}.\"{table}\"");
+        let update = format!(
+            "UPDATE {target} AS t SET _deleted = true, _extracted_at = $1
+             WHERE NOT t._deleted AND NOT EXISTS (SELECT 1 FROM pg_temp.\"{seen}\" s WHERE s.k = t._pk)"
+        );
+        let conn = self.conn.get_mut();
+        let marked = self
+            .rt
+            .block_on(async {
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(&target)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let marked = if exists {
+                    // Temporary tables have no statistics until analysed; without them
+                    // the planner may pick a nested loop over millions of keys.
+                    conn.execute(format!("ANALYZE pg_temp.\"{seen}\"").as_str())
+                        .await?;
+                    match listed {
+                        None => sqlx::query(&update)
+                            .bind(noticed_at)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected(),
+                        Some(each) => {
+                            // `data` is NULL where `_raw` keeps what jsonb refused.
+                            let returning = format!(
+                                "{update} RETURNING t._pk, t._cursor, COALESCE(t.data::text, convert_from(t._raw, 'UTF8'))"
+                            );
+                            let rows: Vec<(String, Option<String>, Option<String>)> =
+                                sqlx::query_as(&returning)
+                                    .bind(noticed_at)
+                                    .fetch_all(&mut *conn)
+                                    .await?;
+                            let n = rows.len() as u64;
+                            for (pk, cursor, data) in rows {
+                                each(MarkedRow {
+                                    pk,
+                                    cursor,
+                                    data: data.unwrap_or_else(|| "null".to_string()),
+                                });
+                            }
+                            n
+                        }
+                    }
+                } else {
+                    0
+                };
+                conn.execute(format!("DROP TABLE pg_temp.\"{seen}\"").as_str())
+                    .await?;
+                Ok(marked)
+            })
+            .map_err(pg(format!("marking the rows of {table} not seen")))?;
+        Ok(marked)
+    }
+}
+
 impl Destination for PostgresDestination {
     fn write_flagged(
         &mut self,
@@ -750,44 +825,17 @@ impl Destination for PostgresDestination {
         stream: &str,
         noticed_at: &str,
     ) -> Result<u64, DestinationError> {
-        let table = table_name(source, stream);
-        let Some(seen) = self.snapshots.remove(&table) else {
-            return Ok(0);
-        };
-        self.begin()?;
-        let schema = &self.schema;
-        let target = format!("{schema}.\"{table}\"");
-        let update = format!(
-            "UPDATE {target} AS t SET _deleted = true, _extracted_at = $1
-             WHERE NOT t._deleted AND NOT EXISTS (SELECT 1 FROM pg_temp.\"{seen}\" s WHERE s.k = t._pk)"
-        );
-        let conn = self.conn.get_mut();
-        let marked = self
-            .rt
-            .block_on(async {
-                let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                    .bind(&target)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                let marked = if exists {
-                    // Temporary tables have no statistics until analysed; without them
-                    // the planner may pick a nested loop over millions of keys.
-                    conn.execute(format!("ANALYZE pg_temp.\"{seen}\"").as_str())
-                        .await?;
-                    sqlx::query(&update)
-                        .bind(noticed_at)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected()
-                } else {
-                    0
-                };
-                conn.execute(format!("DROP TABLE pg_temp.\"{seen}\"").as_str())
-                    .await?;
-                Ok(marked)
-            })
-            .map_err(pg(format!("marking the rows of {table} not seen")))?;
-        Ok(marked)
+        self.mark_unseen(source, stream, noticed_at, None)
+    }
+
+    fn finish_snapshot_rows(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        marked: &mut dyn FnMut(MarkedRow),
+    ) -> Result<u64, DestinationError> {
+        self.mark_unseen(source, stream, noticed_at, Some(marked))
     }
 
     fn abandon_snapshot(&mut self, source: &str, stream: &str) {

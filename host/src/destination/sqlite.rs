@@ -10,7 +10,7 @@ use tributary_sdk::host::{KeyBatch, RecordBatch};
 
 use super::{
     io_err, legacy_table_name, state_key_is_of, table_name, table_prefix, Destination,
-    DestinationError, Row, SchemaMap, StateMap, ViewRows,
+    DestinationError, MarkedRow, Row, SchemaMap, StateMap, ViewRows,
 };
 use crate::views::{self, Client360Sources, Dialect, CLIENT_360};
 
@@ -154,6 +154,52 @@ impl SqliteDestination {
         }
         self.tables.insert(table.to_string());
         Ok(())
+    }
+}
+
+impl SqliteDestination {
+    /// Closes the snapshot of `source.stream` and marks its unseen live rows deleted,
+    /// handing each to `listed` when given.
+    fn mark_unseen(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        listed: Option<&mut dyn FnMut(MarkedRow)>,
+    ) -> Result<u64, DestinationError> {
+        let table = table_name(source, stream);
+        let Some(seen) = self.snapshots.remove(&table) else {
+            return Ok(0);
+        };
+        self.begin()?;
+        self.migrate_legacy(source, stream, &table)?;
+        let update = format!(
+            "UPDATE \"{table}\" SET _deleted = 1, _extracted_at = ?1
+             WHERE _deleted = 0 AND NOT EXISTS (SELECT 1 FROM temp.\"{seen}\" s WHERE s.k = \"{table}\"._pk)"
+        );
+        let marked = match (self.table_exists(&table)?, listed) {
+            (false, _) => 0,
+            (true, None) => self.conn.execute(&update, [noticed_at])? as u64,
+            (true, Some(each)) => {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("{update} RETURNING _pk, _cursor, data"))?;
+                let mut rows = stmt.query([noticed_at])?;
+                let mut n = 0u64;
+                while let Some(r) = rows.next()? {
+                    each(MarkedRow {
+                        pk: r.get(0)?,
+                        cursor: r.get(1)?,
+                        data: r.get(2)?,
+                    });
+                    n += 1;
+                }
+                n
+            }
+        };
+        self.conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{seen}\""))?;
+        Ok(marked)
     }
 }
 
@@ -327,26 +373,17 @@ impl Destination for SqliteDestination {
         stream: &str,
         noticed_at: &str,
     ) -> Result<u64, DestinationError> {
-        let table = table_name(source, stream);
-        let Some(seen) = self.snapshots.remove(&table) else {
-            return Ok(0);
-        };
-        self.begin()?;
-        self.migrate_legacy(source, stream, &table)?;
-        let marked = if self.table_exists(&table)? {
-            self.conn.execute(
-                &format!(
-                    "UPDATE \"{table}\" SET _deleted = 1, _extracted_at = ?1
-                     WHERE _deleted = 0 AND NOT EXISTS (SELECT 1 FROM temp.\"{seen}\" s WHERE s.k = \"{table}\"._pk)"
-                ),
-                [noticed_at],
-            )? as u64
-        } else {
-            0
-        };
-        self.conn
-            .execute_batch(&format!("DROP TABLE IF EXISTS temp.\"{seen}\""))?;
-        Ok(marked)
+        self.mark_unseen(source, stream, noticed_at, None)
+    }
+
+    fn finish_snapshot_rows(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        marked: &mut dyn FnMut(MarkedRow),
+    ) -> Result<u64, DestinationError> {
+        self.mark_unseen(source, stream, noticed_at, Some(marked))
     }
 
     fn abandon_snapshot(&mut self, source: &str, stream: &str) {

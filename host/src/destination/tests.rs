@@ -201,6 +201,28 @@ fn sqlite_snapshot_marks_exactly_the_unseen_rows() {
 }
 
 #[test]
+fn sqlite_snapshot_lists_the_rows_it_marks_as_last_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = SqliteDestination::open(&dir.path().join("w.db")).unwrap();
+    d.write("src", "s", &batch(&[1, 2, 3], "a"), "t0").unwrap();
+    d.commit().unwrap();
+    d.begin_snapshot("src", "s").unwrap();
+    d.snapshot_keys("src", "s", &keys(&[2])).unwrap();
+    let mut listed = Vec::new();
+    let n = d
+        .finish_snapshot_rows("src", "s", "t1", &mut |r| listed.push(r))
+        .unwrap();
+    listed.sort_by(|a, b| a.pk.cmp(&b.pk));
+    assert_eq!(n, 2);
+    let want = |i: u32| MarkedRow {
+        pk: i.to_string(),
+        cursor: Some(format!("c{i}")),
+        data: format!("{{\"id\":{i},\"v\":\"a\"}}"),
+    };
+    assert_eq!(listed, vec![want(1), want(3)]);
+}
+
+#[test]
 fn sqlite_snapshot_rolled_back_marks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");

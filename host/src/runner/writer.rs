@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tributary_sdk::host::{KeyBatch, RecordBatch};
 
-use crate::destination::{Destination, StateMap};
+use crate::destination::{Destination, MarkedRow, StateMap};
 use crate::events::{ChangeEvent, CommitSink, Op};
 
 /// Batches queued between the plugins and the writer before plugins block. Small on
@@ -104,6 +104,27 @@ impl CommitHooks {
                 })
             })
             .collect()
+    }
+}
+
+impl CommitHooks {
+    /// The delete event of a row a completed snapshot marked deleted.
+    fn deletion(&self, source: &Arc<str>, stream: &str, row: MarkedRow) -> Option<ChangeEvent> {
+        let record = RawValue::from_string(row.data).ok()?;
+        let client = self
+            .client_fields
+            .get(&(source.to_string(), stream.to_string()))
+            .and_then(|path| client_of(record.get(), path));
+        Some(ChangeEvent {
+            seq: 0,
+            source: source.clone(),
+            stream: Arc::from(stream),
+            op: Op::Delete,
+            pk: row.pk,
+            cursor: row.cursor,
+            client,
+            record,
+        })
     }
 }
 
@@ -240,12 +261,28 @@ pub(super) fn writer_loop(
                                 dest.abandon_snapshot(&source, &stream);
                                 Ok(())
                             }
-                            SnapshotOp::Finish => dest
-                                .finish_snapshot(&source, &stream, &now_stamp())
-                                .map(|n| {
+                            SnapshotOp::Finish => {
+                                // Under `watch`, the marked rows become delete events
+                                // of this transaction, like the connector's own deletes.
+                                let mut deletions = Vec::new();
+                                let noticed_at = now_stamp();
+                                let result = match &hooks {
+                                    Some(h) => dest.finish_snapshot_rows(
+                                        &source,
+                                        &stream,
+                                        &noticed_at,
+                                        &mut |row| {
+                                            deletions.extend(h.deletion(&source, &stream, row))
+                                        },
+                                    ),
+                                    None => dest.finish_snapshot(&source, &stream, &noticed_at),
+                                };
+                                result.map(|n| {
                                     tracing::info!(source = %source, stream, rows = n, "snapshot complete: rows not seen at the source marked deleted");
                                     pending_marks.push(((source.to_string(), stream.clone()), n));
-                                }),
+                                    pending.events.append(&mut deletions);
+                                })
+                            }
                         };
                         if let Err(e) = result {
                             fail(e.to_string(), &mut dest, &mut error);

@@ -440,11 +440,37 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/msp", post(graphql_execute))
         .route("/health", get(|| async { "ok" }))
+        .route("/emulator/mutations", post(mutation_create))
+        .route("/emulator/stats", get(stats_get))
         .layer(axum::middleware::from_fn_with_state(
             shared.latency,
             crate::delay,
         ))
         .with_state(shared)
+}
+
+/// A change asked for over HTTP (`{"op": "random"}`, the only one): the emulator runs as a
+/// separate process under `tributary-sandbox connect`, where tests cannot call
+/// [`Emulator::mutate`]. Answers what changed, as the QuickBooks emulator does.
+async fn mutation_create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let op = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("op").and_then(Value::as_str).map(str::to_string));
+    if op.as_deref() != Some("random") {
+        return plain(StatusCode::BAD_REQUEST, "unknown op (random)");
+    }
+    let c = shared.mutate_now();
+    axum::Json(json!({"entity": c.entity, "id": c.id, "operation": c.operation.as_str()}))
+        .into_response()
+}
+
+/// Request counters, for tests that must see whether a client called.
+async fn stats_get(State(shared): State<Arc<Shared>>) -> Response {
+    let s = lock(&shared.stats).clone();
+    let m = shared.mutations.get();
+    axum::Json(json!({"requests": s.received, "accepted": s.accepted, "throttled": s.throttled,
+        "mutations": {"timed": m.timed, "on_demand": m.on_demand, "timer_finished": m.timer_finished}}))
+    .into_response()
 }
 
 /// Serves an emulator built from `config` on an already-bound listener until the future

@@ -38,3 +38,9 @@ mod services;
 mod status_page;
 /// `watch`: a change reaches a subscriber and the warehouse; SIGINT stops it cleanly.
 mod watch;
+/// `watch` against the emulators: changes, webhooks, `kill -9`, snapshot deletions.
+mod watch_live;
+/// `watch` with `[sinks.nats]` against the real JetStream: no loss, no duplicate, failures.
+mod watch_nats;
+/// What the `watch` tests share: a running watch, `tail`, HTTP, test-owned emulators.
+mod watching;

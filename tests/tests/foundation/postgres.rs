@@ -13,13 +13,13 @@ use crate::common::Scratch;
 use crate::deletions::{rt, Source};
 
 /// A fresh schema on the test server, dropped at the end.
-struct Schema {
+pub struct Schema {
     url: String,
     name: String,
 }
 
 impl Schema {
-    fn new(test: &str) -> Option<Schema> {
+    pub fn new(test: &str) -> Option<Schema> {
         let url = service_url("TRIBUTARY_TEST_POSTGRES_URL")?;
         let name = format!(
             "t_{test}_{}_{}",
@@ -30,7 +30,7 @@ impl Schema {
     }
 
     /// The `[destination]` block writing into this schema.
-    fn destination(&self) -> String {
+    pub fn destination(&self) -> String {
         format!(
             "[destination]\nkind = \"postgres\"\nurl = \"{}\"\nschema = \"{}\"\n\n",
             self.url, self.name

@@ -2,81 +2,11 @@
 //! subscriber (`tributary tail`) and the warehouse; `/events` refuses a wrong token;
 //! SIGINT stops it promptly and cleanly. Every wait is bounded and on the event itself.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{target_dir, Scratch};
-
-/// A running `watch`, killed if the test fails before stopping it.
-struct Watch {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(scratch: &Scratch) -> Watch {
-    let mut child = scratch
-        .command(&["watch"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch starts");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("watch announces its address");
-    Watch { child, addr }
-}
-
-/// `tail` printing the first `count` events matching `filters`, as JSON values.
-fn tail(
-    addr: &str,
-    token: &str,
-    filters: &[&str],
-    count: usize,
-) -> mpsc::Receiver<serde_json::Value> {
-    let mut child = std::process::Command::new(target_dir().join("tributary"))
-        .args([
-            "tail",
-            "--url",
-            &format!("ws://{addr}"),
-            "--count",
-            &count.to_string(),
-        ])
-        .args(filters)
-        .env("TRIBUTARY_EVENTS_TOKEN", token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tail starts");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-        let _ = child.wait();
-    });
-    rx
-}
+use crate::watching::{tail, Watch};
 
 fn update_contract(db: &std::path::Path, id: i64, status: &str) -> String {
     let conn = rusqlite::Connection::open(db).expect("internal db");
@@ -102,7 +32,7 @@ fn a_change_reaches_a_subscriber_and_the_warehouse_and_sigint_stops_watch_cleanl
         scratch.header(),
         scratch.path("internal.db").display()
     ));
-    let watch = start(&scratch);
+    let watch = Watch::start(&scratch);
 
     // A wrong token is refused before the upgrade: tail exits non-zero at once. Accepted,
     // it would replay the feed (`--since 0`) and exit 0 after one event, or keep waiting.
@@ -186,26 +116,7 @@ fn a_change_reaches_a_subscriber_and_the_warehouse_and_sigint_stops_watch_cleanl
     assert_eq!(status, "cancelled");
 
     // SIGINT: a prompt, clean stop.
-    let mut watch = watch;
-    let pid = watch.child.id().to_string();
-    let stopped = Instant::now();
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = watch.child.try_wait().expect("wait") {
-            break status.code();
-        }
-        assert!(Instant::now() < deadline, "watch did not stop within 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (code, took) = watch.interrupt();
     assert_eq!(code, Some(0), "a clean stop exits 0");
-    assert!(
-        stopped.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        stopped.elapsed()
-    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
