@@ -148,6 +148,12 @@ fn changes_in_the_superops_and_quickbooks_emulators_reach_a_subscriber_and_the_w
         Duration::from_secs(30),
     );
 
+    // The plugins' API usage crossed the boundary and is exported per source.
+    for source in ["ops", "qb"] {
+        let requests = watch.metric(&format!("tributary_requests_total{{source=\"{source}\"}}"));
+        assert!(requests >= 2.0, "{source} sent {requests} requests");
+    }
+
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 }
