@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::routes::authorized;
 use super::state::ServerState;
@@ -197,22 +197,37 @@ where
         tokio::select! {
             received = subscription.live.recv() => match received {
                 Ok(event) => {
-                    if filter.matches(&event) {
-                        if !send(&mut tx, send_timeout, Notice::Change(&event)).await {
-                            return drop_subscriber(&metrics);
+                    // What else is already waiting goes out in the same write: one flush
+                    // per burst, not one per event.
+                    let mut next = Some(event);
+                    let mut sent = 0u64;
+                    let mut written = 0usize;
+                    while let Some(event) = next.take() {
+                        if filter.matches(&event) {
+                            if !feed(&mut tx, send_timeout, Notice::Change(&event)).await {
+                                return drop_subscriber(&metrics);
+                            }
+                            sent += 1;
                         }
-                        metrics.events.inc();
+                        written += 1;
+                        if written >= BURST {
+                            break;
+                        }
+                        next = match subscription.live.try_recv() {
+                            Ok(event) => Some(event),
+                            Err(TryRecvError::Lagged(missed)) => {
+                                return lagged(&mut tx, send_timeout, missed, &metrics).await;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+                        };
                     }
+                    if !matches!(tokio::time::timeout(send_timeout, tx.flush()).await, Ok(Ok(()))) {
+                        return drop_subscriber(&metrics);
+                    }
+                    metrics.events.inc_by(sent);
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    // Best effort: the client may be the reason it lagged.
-                    let _ = send(&mut tx, send_timeout, Notice::Lagged { missed }).await;
-                    let close = Message::Close(Some(CloseFrame {
-                        code: axum::extract::ws::close_code::POLICY,
-                        reason: "lagged".into(),
-                    }));
-                    let _ = tokio::time::timeout(send_timeout, tx.send(close)).await;
-                    return drop_subscriber(&metrics);
+                    return lagged(&mut tx, send_timeout, missed, &metrics).await;
                 }
                 // The bus is gone: watch is stopping.
                 Err(RecvError::Closed) => {
@@ -238,8 +253,21 @@ where
     }
 }
 
+/// Most events written before a flush.
+const BURST: usize = 512;
+
 /// Sends one message; false when it failed or did not complete in time.
 async fn send<Tx: Sink<Message> + Unpin>(
+    tx: &mut Tx,
+    timeout: Duration,
+    notice: Notice<'_>,
+) -> bool {
+    feed(tx, timeout, notice).await
+        && matches!(tokio::time::timeout(timeout, tx.flush()).await, Ok(Ok(())))
+}
+
+/// Queues one message without flushing; false when it failed or did not complete in time.
+async fn feed<Tx: Sink<Message> + Unpin>(
     tx: &mut Tx,
     timeout: Duration,
     notice: Notice<'_>,
@@ -248,9 +276,26 @@ async fn send<Tx: Sink<Message> + Unpin>(
         return true;
     };
     matches!(
-        tokio::time::timeout(timeout, tx.send(Message::Text(text.into()))).await,
+        tokio::time::timeout(timeout, tx.feed(Message::Text(text.into()))).await,
         Ok(Ok(()))
     )
+}
+
+/// Tells a subscriber that fell behind the bound what it missed, closes it, drops it.
+async fn lagged<Tx: Sink<Message> + Unpin>(
+    tx: &mut Tx,
+    timeout: Duration,
+    missed: u64,
+    metrics: &Metrics,
+) -> Ended {
+    // Best effort: the client may be the reason it lagged.
+    let _ = send(tx, timeout, Notice::Lagged { missed }).await;
+    let close = Message::Close(Some(CloseFrame {
+        code: axum::extract::ws::close_code::POLICY,
+        reason: "lagged".into(),
+    }));
+    let _ = tokio::time::timeout(timeout, tx.send(close)).await;
+    drop_subscriber(metrics)
 }
 
 fn drop_subscriber(metrics: &Metrics) -> Ended {
