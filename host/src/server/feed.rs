@@ -185,14 +185,23 @@ where
             return drop_subscriber(&metrics);
         }
     }
+    // The replay is written in one go and flushed once, like a live burst.
+    let mut replayed = 0u64;
     for event in std::mem::take(&mut subscription.backlog) {
         if filter.matches(&event) {
-            if !send(&mut tx, send_timeout, Notice::Change(&event)).await {
+            if !feed(&mut tx, send_timeout, Notice::Change(&event)).await {
                 return drop_subscriber(&metrics);
             }
-            metrics.events.inc();
+            replayed += 1;
         }
     }
+    if !matches!(
+        tokio::time::timeout(send_timeout, tx.flush()).await,
+        Ok(Ok(()))
+    ) {
+        return drop_subscriber(&metrics);
+    }
+    metrics.events.inc_by(replayed);
     loop {
         tokio::select! {
             received = subscription.live.recv() => match received {

@@ -6,52 +6,15 @@
 //! Needs Chromium (`TRIBUTARY_TEST_CHROMIUM`, or `chromium` on `PATH`); without it the
 //! test fails under `CI` and is skipped, saying so, elsewhere.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cdp::{self, Chromium};
 use crate::common::Scratch;
+use crate::watching::Watch;
 
 const TOKEN: &str = "status-page-token";
-
-/// A running `watch`, killed if the test ends before it stops.
-struct Watch {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_watch(scratch: &Scratch) -> Watch {
-    let mut child = scratch
-        .command(&["watch"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch starts");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("watch announces its address");
-    Watch { child, addr }
-}
 
 /// Chromium, or `None` (printed) when it is missing outside CI.
 fn chromium_or_skip() -> Option<std::path::PathBuf> {
@@ -131,7 +94,7 @@ fn the_status_page_lists_sources_and_streams_and_its_feed_shows_live_changes() {
         scratch.header(),
         db.display()
     ));
-    let watch = start_watch(&scratch);
+    let watch = Watch::start(&scratch);
     let mut browser = Chromium::launch(&program).expect("Chromium starts");
     browser
         .open(&format!("http://{}/?token={TOKEN}", watch.addr))
