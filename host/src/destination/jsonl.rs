@@ -19,7 +19,7 @@ use tributary_sdk::Record;
 
 use super::{
     io_err, legacy_table_name, state_key_is_of, table_name, table_prefix, Destination,
-    DestinationError, Row, SchemaMap, StateMap,
+    DestinationError, MarkedRow, Row, SchemaMap, StateMap,
 };
 use crate::credentials::write_atomic;
 
@@ -324,6 +324,65 @@ impl JsonlDestination {
         write_atomic(&path, &bytes).map_err(io_err(format!("cannot write {}", path.display())))
     }
 
+    /// Closes the snapshot of `source.stream` and appends a deleted line for each live
+    /// row it did not see, handing each to `marked` when given.
+    fn mark_vanished(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        mut marked: Option<&mut dyn FnMut(MarkedRow)>,
+    ) -> Result<u64, DestinationError> {
+        let name = format!("{}.jsonl", table_name(source, stream));
+        let Some(Snapshot::Tracked(mut seen)) = self.snapshots.remove(&name) else {
+            return Ok(0);
+        };
+        self.flush(&name)?;
+        let path = self.dir.join(&name);
+        let vanished = seen.vanished(&path)?;
+        drop(seen);
+        let mut reader =
+            File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
+        let mut count = 0u64;
+        for chunk in vanished.chunks(DELETE_BATCH) {
+            let mut records = Vec::with_capacity(chunk.len());
+            let mut buf = Vec::new();
+            for &(offset, len) in chunk {
+                buf.resize(len, 0);
+                reader
+                    .seek(SeekFrom::Start(offset))
+                    .and_then(|_| reader.read_exact(&mut buf))
+                    .map_err(io_err(format!("cannot read {}", path.display())))?;
+                let unreadable = |e: serde_json::Error| DestinationError::Io {
+                    context: format!("{} has an unreadable line at byte {offset}", path.display()),
+                    error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                };
+                let key: LineKey = serde_json::from_slice(&buf).map_err(unreadable)?;
+                let body: LineBody<'_> = serde_json::from_slice(&buf).map_err(unreadable)?;
+                let cursor = body._cursor.map(|c| c.into_owned());
+                if let Some(marked) = marked.as_mut() {
+                    marked(MarkedRow {
+                        pk: key._pk.clone(),
+                        cursor: cursor.clone(),
+                        data: body.data.get().to_string(),
+                    });
+                }
+                let mut record =
+                    Record::from_json(key._pk, body.data.get().to_string()).with_deleted(true);
+                record.cursor = cursor;
+                records.push(record);
+            }
+            count += records.len() as u64;
+            self.write(
+                source,
+                stream,
+                &RecordBatch::from_records(records),
+                noticed_at,
+            )?;
+        }
+        Ok(count)
+    }
+
     /// Flushes the buffered lines of data file `name`, so that reading it sees them.
     fn flush(&mut self, name: &str) -> Result<(), DestinationError> {
         if let Some(f) = self.files.get_mut(name) {
@@ -604,56 +663,17 @@ impl Destination for JsonlDestination {
         stream: &str,
         noticed_at: &str,
     ) -> Result<u64, DestinationError> {
-        let name = format!("{}.jsonl", table_name(source, stream));
-        let Some(Snapshot::Tracked(mut seen)) = self.snapshots.remove(&name) else {
-            return Ok(0);
-        };
-        self.flush(&name)?;
-        let path = self.dir.join(&name);
-        let vanished = seen.vanished(&path)?;
-        drop(seen);
-        let mut reader =
-            File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
-        let mut marked = 0u64;
-        for chunk in vanished.chunks(DELETE_BATCH) {
-            let mut records = Vec::with_capacity(chunk.len());
-            let mut buf = Vec::new();
-            for &(offset, len) in chunk {
-                buf.resize(len, 0);
-                reader
-                    .seek(SeekFrom::Start(offset))
-                    .and_then(|_| reader.read_exact(&mut buf))
-                    .map_err(io_err(format!("cannot read {}", path.display())))?;
-                let key: LineKey =
-                    serde_json::from_slice(&buf).map_err(|e| DestinationError::Io {
-                        context: format!(
-                            "{} has an unreadable line at byte {offset}",
-                            path.display()
-                        ),
-                        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                    })?;
-                let body: LineBody<'_> =
-                    serde_json::from_slice(&buf).map_err(|e| DestinationError::Io {
-                        context: format!(
-                            "{} has an unreadable line at byte {offset}",
-                            path.display()
-                        ),
-                        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                    })?;
-                let mut record =
-                    Record::from_json(key._pk, body.data.get().to_string()).with_deleted(true);
-                record.cursor = body._cursor.map(|c| c.into_owned());
-                records.push(record);
-            }
-            marked += records.len() as u64;
-            self.write(
-                source,
-                stream,
-                &RecordBatch::from_records(records),
-                noticed_at,
-            )?;
-        }
-        Ok(marked)
+        self.mark_vanished(source, stream, noticed_at, None)
+    }
+
+    fn finish_snapshot_rows(
+        &mut self,
+        source: &str,
+        stream: &str,
+        noticed_at: &str,
+        marked: &mut dyn FnMut(MarkedRow),
+    ) -> Result<u64, DestinationError> {
+        self.mark_vanished(source, stream, noticed_at, Some(marked))
     }
 
     fn abandon_snapshot(&mut self, source: &str, stream: &str) {

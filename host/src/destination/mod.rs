@@ -67,7 +67,6 @@ impl From<rusqlite::Error> for DestinationError {
     }
 }
 
-/// Committed state: source → stream → state.
 /// A row a completed snapshot marked deleted, as it was last committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkedRow {
@@ -79,6 +78,7 @@ pub struct MarkedRow {
     pub data: String,
 }
 
+/// Committed state: source → stream → state.
 pub type StateMap = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
 /// Discovered stream schemas: (table prefix, stream) → JSON Schema.
@@ -171,8 +171,8 @@ pub trait Destination: Send {
     ) -> Result<u64, DestinationError>;
 
     /// [`Destination::finish_snapshot`], also handing every row it marks to `marked`, so
-    /// `watch` can publish the deletions it concluded. A destination that cannot list
-    /// them cheaply keeps this default, which marks the rows and lists none (JSONL).
+    /// `watch` can publish the deletions it concluded. The default marks the rows and
+    /// lists none; every built-in destination lists them.
     fn finish_snapshot_rows(
         &mut self,
         source: &str,

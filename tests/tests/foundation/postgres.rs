@@ -48,7 +48,7 @@ impl Schema {
         })
     }
 
-    fn query<T>(&self, sql: &str) -> Vec<T>
+    pub fn query<T>(&self, sql: &str) -> Vec<T>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
     {

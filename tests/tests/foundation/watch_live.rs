@@ -378,20 +378,25 @@ fn kill_9_while_quickbooks_keeps_changing_then_restart_leaves_the_warehouse_exac
     }
 }
 
-#[test]
-fn a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
-    let scratch = Scratch::new();
-    // Hard deletes are proven by a complete snapshot of the live keys, every cycle here.
+/// Starts watch into `destination` (a `[destination]` section) over the internal
+/// database's contracts, reconciled every cycle so a complete snapshot proves hard
+/// deletes; deletes one contract at the source and waits for its `delete` event, which
+/// must carry the row as last committed. Returns watch and the deleted key.
+fn a_contract_deleted_at_the_source_reaches_the_feed(
+    scratch: &Scratch,
+    destination: &str,
+) -> (Watch, String) {
+    let header = scratch.header();
+    let host = header.split("[destination]").next().expect("[host]");
     scratch.manifest(&format!(
-        "{}{}[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"contracts\"]\n\n\
+        "{host}{destination}\n{}[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"contracts\"]\n\n\
          [sources.internal.config]\nurl = \"sqlite://{}\"\nreconcile_every = \"always\"\n\
          sample_data = {{ clients = 20, seed = 7 }}\n",
-        scratch.header(),
         watch_section("1s"),
         scratch.path("internal.db").display()
     ));
     let started = chrono::Utc::now();
-    let watch = Watch::start(&scratch);
+    let watch = Watch::start(scratch);
     watch.wait_cycles_after(started, Duration::from_secs(120));
     let events = tail(
         &watch.addr,
@@ -399,12 +404,17 @@ fn a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
         &["--stream", "contracts", "--since", "0"],
         1_000_000,
     );
-    let (pk, data) = any_row(&scratch, "internal__contracts");
+    // The committed version, from the feed's replay of the first cycle.
+    let first = next_matching(&events, Duration::from_secs(30), "a contract", |e| {
+        e["op"] == "upsert"
+    });
+    let pk = first["pk"].as_str().expect("pk").to_string();
     let conn = rusqlite::Connection::open(scratch.path("internal.db")).expect("internal db");
-    let deleted = conn
-        .execute("DELETE FROM contracts WHERE id = ?1", [&pk])
-        .expect("delete");
-    assert_eq!(deleted, 1);
+    assert_eq!(
+        conn.execute("DELETE FROM contracts WHERE id = ?1", [&pk])
+            .expect("delete"),
+        1
+    );
     let event = next_matching(
         &events,
         Duration::from_secs(30),
@@ -412,7 +422,21 @@ fn a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
         |e| e["pk"] == pk.as_str() && e["op"] == "delete",
     );
     assert_eq!(event["source"], "internal");
-    assert_eq!(event["record"], data, "the row as it was last committed");
+    assert_eq!(
+        event["record"], first["record"],
+        "the row as last committed"
+    );
+    (watch, pk)
+}
+
+#[test]
+fn a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
+    let scratch = Scratch::new();
+    let destination = format!(
+        "[destination]\nkind = \"sqlite\"\npath = \"{}\"\n",
+        scratch.path("warehouse.db").display()
+    );
+    let (watch, pk) = a_contract_deleted_at_the_source_reaches_the_feed(&scratch, &destination);
     let marked: bool = scratch
         .warehouse()
         .query_row(
@@ -422,6 +446,30 @@ fn a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
         )
         .expect("row");
     assert!(marked, "committed before it was published");
+    let (code, _) = watch.interrupt();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn into_jsonl_a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete() {
+    let scratch = Scratch::new();
+    let out = scratch.path("out");
+    let destination = format!(
+        "[destination]\nkind = \"jsonl\"\npath = \"{}\"\n",
+        out.display()
+    );
+    let (watch, pk) = a_contract_deleted_at_the_source_reaches_the_feed(&scratch, &destination);
+    // The last line of the key is what the file says of it now.
+    let text = std::fs::read_to_string(out.join("internal__contracts.jsonl")).expect("jsonl");
+    let last = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|l| l["_pk"] == pk.as_str())
+        .expect("the contract's lines");
+    assert_eq!(
+        last["_deleted"], true,
+        "committed before it was published: {last}"
+    );
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 }
@@ -491,46 +539,12 @@ fn into_postgres_a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete(
         return;
     };
     let scratch = Scratch::new();
-    let header = scratch.header();
-    let host = header.split("[destination]").next().expect("[host]");
-    scratch.manifest(&format!(
-        "{host}{}{}[sources.internal]\nplugin = \"internal-db\"\nstreams = [\"contracts\"]\n\n\
-         [sources.internal.config]\nurl = \"sqlite://{}\"\nreconcile_every = \"always\"\n\
-         sample_data = {{ clients = 20, seed = 7 }}\n",
-        schema.destination(),
-        watch_section("1s"),
-        scratch.path("internal.db").display()
+    let (watch, pk) =
+        a_contract_deleted_at_the_source_reaches_the_feed(&scratch, &schema.destination());
+    let marked: Vec<(bool,)> = schema.query(&format!(
+        "SELECT _deleted FROM $schema.internal__contracts WHERE _pk = '{pk}'"
     ));
-    let started = chrono::Utc::now();
-    let watch = Watch::start(&scratch);
-    watch.wait_cycles_after(started, Duration::from_secs(120));
-    let events = tail(
-        &watch.addr,
-        TOKEN,
-        &["--stream", "contracts", "--since", "0"],
-        1_000_000,
-    );
-    // The committed version, from the feed's replay of the first cycle.
-    let first = next_matching(&events, Duration::from_secs(30), "a contract", |e| {
-        e["op"] == "upsert"
-    });
-    let pk = first["pk"].as_str().expect("pk").to_string();
-    let conn = rusqlite::Connection::open(scratch.path("internal.db")).expect("internal db");
-    assert_eq!(
-        conn.execute("DELETE FROM contracts WHERE id = ?1", [&pk])
-            .expect("delete"),
-        1
-    );
-    let event = next_matching(
-        &events,
-        Duration::from_secs(30),
-        "the deletion of the contract",
-        |e| e["pk"] == pk.as_str() && e["op"] == "delete",
-    );
-    assert_eq!(
-        event["record"], first["record"],
-        "the row as last committed"
-    );
+    assert_eq!(marked, [(true,)], "committed before it was published");
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 }
