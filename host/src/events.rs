@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -75,6 +76,63 @@ impl ChangeEvent {
     }
 }
 
+/// A committed change as the bus carries it to subscribers: what they filter on, and
+/// the JSON text they send.
+///
+/// The text is made once, when the event is published, and shared by every subscriber
+/// (a `Utf8Bytes` clone is a reference count): with 100 subscribers, serializing per
+/// subscriber was most of the feed's cost. The record itself is not kept beside it, so
+/// the replay buffer and the subscribers' channel hold one copy of each event.
+#[derive(Debug)]
+pub struct Published {
+    /// The event's [`ChangeEvent::seq`].
+    pub seq: u64,
+    /// Source name.
+    pub source: Arc<str>,
+    /// Stream name.
+    pub stream: Arc<str>,
+    /// The client, when known.
+    pub client: Option<String>,
+    /// `{"type":"change", ...the event's fields}`, as the feed sends it.
+    pub text: Utf8Bytes,
+}
+
+/// The feed's message for a change: the event's fields under `"type": "change"`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Wire<'a> {
+    Change(&'a ChangeEvent),
+}
+
+impl Published {
+    fn new(event: ChangeEvent) -> Published {
+        // The fields' own lengths plus room for the keys and numbers: one allocation.
+        let estimate = 160
+            + event.record.get().len()
+            + event.source.len()
+            + event.stream.len()
+            + event.pk.len()
+            + event.cursor.as_ref().map_or(0, String::len)
+            + event.client.as_ref().map_or(0, String::len);
+        let mut text = Vec::with_capacity(estimate);
+        // Plain strings and an already-valid JSON record: serializing cannot fail, and
+        // serde_json writes UTF-8.
+        let text = match serde_json::to_writer(&mut text, &Wire::Change(&event)) {
+            Ok(()) => String::from_utf8(text).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        Published {
+            seq: event.seq,
+            source: event.source,
+            stream: event.stream,
+            client: event.client,
+            // Exactly sized: the bus may keep as many of these as its bounds allow, and
+            // spare capacity would be held for as long.
+            text: String::from(text.into_boxed_str()).into(),
+        }
+    }
+}
+
 /// A sink that must acknowledge a transaction's events before it commits.
 pub trait CommitSink: Send {
     /// Sink name, for logs and errors.
@@ -94,8 +152,8 @@ pub trait CommitSink: Send {
 /// for a subscriber.
 #[derive(Debug)]
 pub struct EventBus {
-    tx: broadcast::Sender<Arc<ChangeEvent>>,
-    recent: Mutex<VecDeque<Arc<ChangeEvent>>>,
+    tx: broadcast::Sender<Arc<Published>>,
+    recent: Mutex<VecDeque<Arc<Published>>>,
     replay: usize,
     last_seq: AtomicU64,
 }
@@ -119,7 +177,7 @@ impl EventBus {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         for mut event in events {
             event.seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
-            let event = Arc::new(event);
+            let event = Arc::new(Published::new(event));
             if self.replay > 0 {
                 if recent.len() == self.replay {
                     recent.pop_front();
@@ -165,9 +223,9 @@ pub struct Subscription {
     /// Seq of the oldest event still buffered, if any.
     pub oldest: Option<u64>,
     /// Buffered events after `since`, oldest first.
-    pub backlog: Vec<Arc<ChangeEvent>>,
+    pub backlog: Vec<Arc<Published>>,
     /// Events published after subscribing.
-    pub live: broadcast::Receiver<Arc<ChangeEvent>>,
+    pub live: broadcast::Receiver<Arc<Published>>,
 }
 
 #[cfg(test)]
@@ -197,7 +255,16 @@ mod tests {
         assert_eq!(backlog, [4, 5]);
         bus.publish(vec![event("6")]);
         let live = sub.live.try_recv().expect("published after subscribing");
-        assert_eq!((live.seq, live.pk.as_str()), (6, "6"));
+        assert_eq!(live.seq, 6);
+        let text: serde_json::Value = serde_json::from_str(&live.text).expect("JSON");
+        assert_eq!(
+            text,
+            serde_json::json!({
+                "type": "change", "seq": 6, "source": "s", "stream": "t", "op": "upsert",
+                "pk": "6", "cursor": "2026-01-01T00:00:00Z", "client": null,
+                "record": {"id": "6"}
+            })
+        );
         assert!(bus.subscribe(None).backlog.is_empty());
     }
 

@@ -7,7 +7,7 @@ use tributary_sdk::host::{HostHandler, RecordBatch};
 use tributary_sdk::{Coverage, LogLevel, SnapshotEvent, Window};
 
 use super::handler::SourceHandler;
-use super::writer::{SnapshotOp, WriterError, WriterMsg};
+use super::writer::{self, SnapshotOp, WriterError, WriterMsg};
 use super::*;
 use crate::credentials::Credentials;
 
@@ -131,4 +131,59 @@ fn usage_events_are_counted_per_source_not_logged() {
     let used = h.usage.of("src");
     assert_eq!((used.requests, used.throttles), (2, 1));
     assert_eq!(h.usage.of("other"), Default::default());
+}
+
+#[test]
+fn under_watch_a_bulk_change_is_committed_and_published_in_bounded_transactions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = crate::destination::SqliteDestination::open(&dir.path().join("w.db")).expect("db");
+    let published: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let hooks = CommitHooks {
+        sinks: Vec::new(),
+        committed: Box::new({
+            let published = published.clone();
+            move |events| {
+                if let Ok(mut p) = published.lock() {
+                    p.push(events.len());
+                }
+            }
+        }),
+        client_fields: HashMap::new(),
+        state: Arc::default(),
+    };
+    let writer = Writer::start(Box::new(dest), Some(hooks)).expect("writer");
+    let source: Arc<str> = Arc::from("src");
+    // 30,000 events in batches of 2,500: three transactions' worth at 10,000.
+    let (batches, per_batch) = (12, 2_500);
+    for b in 0..batches {
+        let records = (0..per_batch)
+            .map(|i| tributary_sdk::Record::from_json((b * per_batch + i).to_string(), "{}".into()))
+            .collect();
+        let batch = RecordBatch::from_records(records);
+        let msg = WriterMsg::Records {
+            source: source.clone(),
+            stream: "s".into(),
+            batch,
+            violations: Vec::new(),
+        };
+        writer.tx.send(msg).expect("writer alive");
+    }
+    let (ack, acked) = mpsc::sync_channel(1);
+    writer
+        .tx
+        .send(WriterMsg::Flush(source, ack))
+        .expect("writer alive");
+    acked.recv().expect("answer").expect("committed");
+    let published = published.lock().expect("lock").clone();
+    assert_eq!(published.iter().sum::<usize>(), batches * per_batch);
+    // A transaction closes once it holds COMMIT_EVENTS events (at most one batch more),
+    // so the bulk change reaches subscribers in at least three pieces.
+    assert!(published.len() >= 3, "{published:?}");
+    assert!(
+        published
+            .iter()
+            .all(|&n| n < writer::COMMIT_EVENTS + per_batch),
+        "{published:?}"
+    );
+    writer.finish();
 }

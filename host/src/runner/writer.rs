@@ -1,6 +1,6 @@
 //! The writer thread: the one owner of the destination. It stages what the handlers
-//! queue, in arrival order, and commits every second or every `COMMIT_ROWS` rows, and
-//! when a source flushes.
+//! queue, in arrival order, and commits every second, every `COMMIT_ROWS` rows (under
+//! `watch`, every `COMMIT_EVENTS` change events), and when a source flushes.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -23,6 +23,12 @@ pub(super) const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// ...or after this many staged records.
 pub(super) const COMMIT_ROWS: usize = 200_000;
+
+/// ...or, under `watch`, once the open transaction holds this many change events: they
+/// are kept in memory until the commit publishes them, so this bounds that memory (about
+/// 7 MB of typical records) and lets subscribers start on a bulk change while the rest
+/// of it is still being written.
+pub(super) const COMMIT_EVENTS: usize = 10_000;
 
 pub(super) enum WriterMsg {
     Records {
@@ -306,7 +312,8 @@ pub(super) fn writer_loop(
                 }
             }
             let due = txn_started.is_some_and(|t| t.elapsed() >= COMMIT_EVERY)
-                || staged_rows >= COMMIT_ROWS;
+                || staged_rows >= COMMIT_ROWS
+                || pending.events.len() >= COMMIT_EVENTS;
             if !due {
                 match rx.try_recv() {
                     Ok(m) => next = Some(m),
