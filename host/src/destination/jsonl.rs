@@ -662,18 +662,9 @@ impl Destination for JsonlDestination {
         source: &str,
         stream: &str,
         noticed_at: &str,
+        marked: Option<&mut dyn FnMut(MarkedRow)>,
     ) -> Result<u64, DestinationError> {
-        self.mark_vanished(source, stream, noticed_at, None)
-    }
-
-    fn finish_snapshot_rows(
-        &mut self,
-        source: &str,
-        stream: &str,
-        noticed_at: &str,
-        marked: &mut dyn FnMut(MarkedRow),
-    ) -> Result<u64, DestinationError> {
-        self.mark_vanished(source, stream, noticed_at, Some(marked))
+        self.mark_vanished(source, stream, noticed_at, marked)
     }
 
     fn abandon_snapshot(&mut self, source: &str, stream: &str) {

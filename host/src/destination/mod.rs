@@ -162,26 +162,16 @@ pub trait Destination: Send {
     /// Closes the snapshot and stages a deletion of every live row of the stream that was
     /// not seen: the row keeps its data and cursor, gets `_deleted` set and
     /// `_extracted_at = noticed_at`. Committed with the next [`Destination::commit`], in
-    /// the same transaction as everything staged before it. Returns the rows marked.
+    /// the same transaction as everything staged before it. Returns the rows marked, and
+    /// hands each, as last committed, to `marked` when given (so `watch` can publish the
+    /// deletions it concluded).
     fn finish_snapshot(
         &mut self,
         source: &str,
         stream: &str,
         noticed_at: &str,
+        marked: Option<&mut dyn FnMut(MarkedRow)>,
     ) -> Result<u64, DestinationError>;
-
-    /// [`Destination::finish_snapshot`], also handing every row it marks to `marked`, so
-    /// `watch` can publish the deletions it concluded. The default marks the rows and
-    /// lists none; every built-in destination lists them.
-    fn finish_snapshot_rows(
-        &mut self,
-        source: &str,
-        stream: &str,
-        noticed_at: &str,
-        _marked: &mut dyn FnMut(MarkedRow),
-    ) -> Result<u64, DestinationError> {
-        self.finish_snapshot(source, stream, noticed_at)
-    }
 
     /// Forgets an open snapshot without concluding anything.
     fn abandon_snapshot(&mut self, source: &str, stream: &str);

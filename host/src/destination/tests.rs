@@ -167,12 +167,12 @@ fn snapshot_scenario(d: &mut dyn Destination) -> Vec<u64> {
     d.begin_snapshot("src", "s").unwrap();
     d.write("src", "s", &batch(&[1, 2], "b"), "t1").unwrap();
     d.snapshot_keys("src", "s", &keys(&[4])).unwrap();
-    marks.push(d.finish_snapshot("src", "s", "t2").unwrap());
+    marks.push(d.finish_snapshot("src", "s", "t2", None).unwrap());
     d.commit().unwrap();
     // Again: already-deleted rows are not marked twice.
     d.begin_snapshot("src", "s").unwrap();
     d.snapshot_keys("src", "s", &keys(&[1, 2, 4])).unwrap();
-    marks.push(d.finish_snapshot("src", "s", "t3").unwrap());
+    marks.push(d.finish_snapshot("src", "s", "t3", None).unwrap());
     d.commit().unwrap();
     // Row 5 comes back.
     d.write("src", "s", &batch(&[5], "c"), "t4").unwrap();
@@ -200,17 +200,16 @@ fn sqlite_snapshot_marks_exactly_the_unseen_rows() {
     assert_eq!(sqlite_rows(&path, "src__s"), expected_after_scenario());
 }
 
-#[test]
-fn sqlite_snapshot_lists_the_rows_it_marks_as_last_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = SqliteDestination::open(&dir.path().join("w.db")).unwrap();
+/// Marks rows 1 and 3 of three deleted by a snapshot that saw only 2, and checks the
+/// rows handed out are the marked ones as last committed.
+fn lists_the_rows_it_marks(d: &mut dyn Destination) {
     d.write("src", "s", &batch(&[1, 2, 3], "a"), "t0").unwrap();
     d.commit().unwrap();
     d.begin_snapshot("src", "s").unwrap();
     d.snapshot_keys("src", "s", &keys(&[2])).unwrap();
     let mut listed = Vec::new();
     let n = d
-        .finish_snapshot_rows("src", "s", "t1", &mut |r| listed.push(r))
+        .finish_snapshot("src", "s", "t1", Some(&mut |r| listed.push(r)))
         .unwrap();
     listed.sort_by(|a, b| a.pk.cmp(&b.pk));
     assert_eq!(n, 2);
@@ -223,6 +222,18 @@ fn sqlite_snapshot_lists_the_rows_it_marks_as_last_committed() {
 }
 
 #[test]
+fn sqlite_snapshot_lists_the_rows_it_marks_as_last_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    lists_the_rows_it_marks(&mut SqliteDestination::open(&dir.path().join("w.db")).unwrap());
+}
+
+#[test]
+fn jsonl_snapshot_lists_the_rows_it_marks_as_last_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    lists_the_rows_it_marks(&mut JsonlDestination::open(dir.path()).unwrap());
+}
+
+#[test]
 fn sqlite_snapshot_rolled_back_marks_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
@@ -230,7 +241,7 @@ fn sqlite_snapshot_rolled_back_marks_nothing() {
     d.write("src", "s", &batch(&[1, 2], "a"), "t0").unwrap();
     d.commit().unwrap();
     d.begin_snapshot("src", "s").unwrap();
-    assert_eq!(d.finish_snapshot("src", "s", "t1").unwrap(), 2);
+    assert_eq!(d.finish_snapshot("src", "s", "t1", None).unwrap(), 2);
     // The process dies before the commit.
     d.rollback();
     drop(d);
@@ -283,14 +294,14 @@ fn jsonl_snapshot_keys_live_on_disk_only_while_needed() {
     d.begin_snapshot("src", "s").unwrap();
     d.write("src", "s", &batch(&[1, 2, 3], "a"), "t0").unwrap();
     assert!(scratch_files(dir.path()).is_empty());
-    assert_eq!(d.finish_snapshot("src", "s", "t1").unwrap(), 0);
+    assert_eq!(d.finish_snapshot("src", "s", "t1", None).unwrap(), 0);
     d.commit().unwrap();
     // Over existing lines, the seen keys go to a scratch store beside the file, which is
     // gone once the snapshot ends, completed or abandoned.
     d.begin_snapshot("src", "s").unwrap();
     d.snapshot_keys("src", "s", &keys(&[1])).unwrap();
     assert_eq!(scratch_files(dir.path()), [".src__s.jsonl.snapshot.sqlite"]);
-    assert_eq!(d.finish_snapshot("src", "s", "t2").unwrap(), 2);
+    assert_eq!(d.finish_snapshot("src", "s", "t2", None).unwrap(), 2);
     assert!(scratch_files(dir.path()).is_empty());
     d.commit().unwrap();
     d.begin_snapshot("src", "s").unwrap();
@@ -624,12 +635,12 @@ fn postgres_snapshot_rolled_back_marks_nothing() {
     d.write("src", "s", &batch(&[1, 2], "a"), "t0").unwrap();
     d.commit().unwrap();
     d.begin_snapshot("src", "s").unwrap();
-    assert_eq!(d.finish_snapshot("src", "s", "t1").unwrap(), 2);
+    assert_eq!(d.finish_snapshot("src", "s", "t1", None).unwrap(), 2);
     // The process dies before the commit.
     d.rollback();
     // A snapshot of a stream with no table yet marks nothing.
     d.begin_snapshot("src", "never").unwrap();
-    assert_eq!(d.finish_snapshot("src", "never", "t1").unwrap(), 0);
+    assert_eq!(d.finish_snapshot("src", "never", "t1", None).unwrap(), 0);
     d.commit().unwrap();
     drop(d);
     assert!(pg.rows("src__s").iter().all(|(_, deleted, _)| !deleted));

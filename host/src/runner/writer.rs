@@ -272,17 +272,16 @@ pub(super) fn writer_loop(
                                 // of this transaction, like the connector's own deletes.
                                 let mut deletions = Vec::new();
                                 let noticed_at = now_stamp();
-                                let result = match &hooks {
-                                    Some(h) => dest.finish_snapshot_rows(
-                                        &source,
-                                        &stream,
-                                        &noticed_at,
-                                        &mut |row| {
-                                            deletions.extend(h.deletion(&source, &stream, row))
-                                        },
-                                    ),
-                                    None => dest.finish_snapshot(&source, &stream, &noticed_at),
+                                let mut list = |row| {
+                                    if let Some(h) = &hooks {
+                                        deletions.extend(h.deletion(&source, &stream, row));
+                                    }
                                 };
+                                let marked = hooks
+                                    .is_some()
+                                    .then_some(&mut list as &mut dyn FnMut(MarkedRow));
+                                let result =
+                                    dest.finish_snapshot(&source, &stream, &noticed_at, marked);
                                 result.map(|n| {
                                     tracing::info!(source = %source, stream, rows = n, "snapshot complete: rows not seen at the source marked deleted");
                                     pending_marks.push(((source.to_string(), stream.clone()), n));
