@@ -548,3 +548,147 @@ fn into_postgres_a_row_deleted_at_the_source_reaches_the_subscriber_as_a_delete(
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 }
+
+/// A source's entry in `/health`.
+fn source_health(health: &Value, name: &str) -> Value {
+    health["sources"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["source"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Sets a contract's status in an internal database, as a change `watch` must pick up.
+fn touch_contract(db: &std::path::Path, status: &str) -> String {
+    let conn = rusqlite::Connection::open(db).expect("internal db");
+    let at = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let id: i64 = conn
+        .query_row("SELECT MIN(id) FROM contracts", [], |r| r.get(0))
+        .expect("a contract");
+    conn.execute(
+        "UPDATE contracts SET status = ?1, updated_at = ?2 WHERE id = ?3",
+        rusqlite::params![status, at, id],
+    )
+    .expect("update");
+    id.to_string()
+}
+
+#[test]
+fn a_failing_source_backs_off_and_recovers_while_the_other_keeps_flowing() {
+    let scratch = Scratch::new();
+    let internal = |name: &str, seed: u32| {
+        format!(
+            "[sources.{name}]\nplugin = \"internal-db\"\nstreams = [\"contracts\"]\n\n\
+             [sources.{name}.config]\nurl = \"sqlite://{}\"\n\
+             sample_data = {{ clients = 10, seed = {seed} }}\n\n",
+            scratch.path(&format!("{name}.db")).display()
+        )
+    };
+    scratch.manifest(&format!(
+        "{}{}\nbackoff_max = \"2s\"\nhealth_failures = 2\n\n{}{}",
+        scratch.header(),
+        watch_section("1s").trim_end(),
+        internal("a", 1),
+        internal("b", 2),
+    ));
+    let started = chrono::Utc::now();
+    let watch = Watch::start(&scratch);
+    watch.wait_cycles_after(started, Duration::from_secs(120));
+    let events = tail(&watch.addr, TOKEN, &["--stream", "contracts"], 1_000_000);
+
+    // Source `a` loses its table: its cycles fail from now on.
+    rusqlite::Connection::open(scratch.path("a.db"))
+        .and_then(|c| c.execute_batch("ALTER TABLE contracts RENAME TO contracts_away"))
+        .expect("rename");
+    let failing = wait_for(
+        Duration::from_secs(60),
+        || {
+            format!(
+                "source a failing twice:\n{}\n{}",
+                watch.health(),
+                watch.log()
+            )
+        },
+        || {
+            let a = source_health(&watch.health(), "a");
+            (a["health"] == "failing" && a["consecutive_failures"].as_u64() >= Some(2)).then_some(a)
+        },
+    );
+    assert!(
+        failing["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the failure is visible: {failing}"
+    );
+    let (status, body) = http(&watch.addr, "GET", "/health", &[], b"");
+    assert_eq!(status, 503, "past health_failures: {body}");
+    let (_, metrics) = http(&watch.addr, "GET", "/metrics", &[], b"");
+    let errors: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tributary_errors_total{") && l.contains("source=\"a\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(errors > 0.0, "the failures are counted:\n{metrics}");
+
+    // Backing off: while `b` runs five more cycles (one per second), `a`, failing and
+    // waiting twice its interval between cycles, runs fewer.
+    let cycles = |name: &str| source_health(&watch.health(), name)["cycles"].as_u64();
+    let (a0, b0) = (
+        cycles("a").expect("a's cycles"),
+        cycles("b").expect("b's cycles"),
+    );
+    let (a1, b1) = wait_for(
+        Duration::from_secs(60),
+        || format!("five more cycles of b:\n{}", watch.health()),
+        || {
+            let health = watch.health();
+            let (a, b) = (
+                source_health(&health, "a")["cycles"].as_u64()?,
+                source_health(&health, "b")["cycles"].as_u64()?,
+            );
+            (b >= b0 + 5).then_some((a, b))
+        },
+    );
+    assert!(
+        a1 - a0 < b1 - b0,
+        "a ran {} cycles while b ran {}: no backoff\n{}",
+        a1 - a0,
+        b1 - b0,
+        watch.health()
+    );
+
+    // Meanwhile `b` goes on: its change reaches the subscriber.
+    let b_pk = touch_contract(&scratch.path("b.db"), "b-while-a-fails");
+    let event = next_matching(&events, Duration::from_secs(30), "b's change", |e| {
+        e["source"] == "b" && e["pk"] == b_pk.as_str() && e["record"]["status"] == "b-while-a-fails"
+    });
+    assert_eq!(event["op"], "upsert");
+    let b = source_health(&watch.health(), "b");
+    assert_eq!(b["consecutive_failures"], 0, "{b}");
+    assert_eq!(b["health"], "ok", "{b}");
+
+    // The table comes back: `a` recovers on its own, and its change arrives.
+    rusqlite::Connection::open(scratch.path("a.db"))
+        .and_then(|c| c.execute_batch("ALTER TABLE contracts_away RENAME TO contracts"))
+        .expect("rename back");
+    let a_pk = touch_contract(&scratch.path("a.db"), "a-after-recovery");
+    next_matching(&events, Duration::from_secs(30), "a's change", |e| {
+        e["source"] == "a"
+            && e["pk"] == a_pk.as_str()
+            && e["record"]["status"] == "a-after-recovery"
+    });
+    wait_for(
+        Duration::from_secs(30),
+        || format!("source a healthy again:\n{}", watch.health()),
+        || {
+            let a = source_health(&watch.health(), "a");
+            (a["health"] == "ok" && a["consecutive_failures"] == 0).then_some(())
+        },
+    );
+    let (status, body) = http(&watch.addr, "GET", "/health", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    let (code, _) = watch.interrupt();
+    assert_eq!(code, Some(0));
+}
