@@ -106,21 +106,8 @@ enum Wire<'a> {
 
 impl Published {
     fn new(event: ChangeEvent) -> Published {
-        // The fields' own lengths plus room for the keys and numbers: one allocation.
-        let estimate = 160
-            + event.record.get().len()
-            + event.source.len()
-            + event.stream.len()
-            + event.pk.len()
-            + event.cursor.as_ref().map_or(0, String::len)
-            + event.client.as_ref().map_or(0, String::len);
-        let mut text = Vec::with_capacity(estimate);
-        // Plain strings and an already-valid JSON record: serializing cannot fail, and
-        // serde_json writes UTF-8.
-        let text = match serde_json::to_writer(&mut text, &Wire::Change(&event)) {
-            Ok(()) => String::from_utf8(text).unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        // Plain strings and an already-valid JSON record: serializing cannot fail.
+        let text = serde_json::to_string(&Wire::Change(&event)).unwrap_or_default();
         Published {
             seq: event.seq,
             source: event.source,

@@ -192,7 +192,7 @@ where
     let mut replayed = 0u64;
     for event in std::mem::take(&mut subscription.backlog) {
         if filter.matches(&event) {
-            if !feed_change(&mut tx, send_timeout, &event).await {
+            if !queue(&mut tx, send_timeout, event.text.clone()).await {
                 return drop_subscriber(&metrics);
             }
             replayed += 1;
@@ -216,7 +216,7 @@ where
                     let mut written = 0usize;
                     while let Some(event) = next.take() {
                         if filter.matches(&event) {
-                            if !feed_change(&mut tx, send_timeout, &event).await {
+                            if !queue(&mut tx, send_timeout, event.text.clone()).await {
                                 return drop_subscriber(&metrics);
                             }
                             sent += 1;
@@ -282,15 +282,8 @@ async fn feed<Tx: Sink<Message> + Unpin>(tx: &mut Tx, timeout: Duration, notice:
     queue(tx, timeout, text.into()).await
 }
 
-/// Queues one change, in the text every subscriber shares.
-async fn feed_change<Tx: Sink<Message> + Unpin>(
-    tx: &mut Tx,
-    timeout: Duration,
-    event: &Published,
-) -> bool {
-    queue(tx, timeout, event.text.clone()).await
-}
-
+/// Queues one text message without flushing (a change's is the text every subscriber
+/// shares); false when it failed or did not complete in time.
 async fn queue<Tx: Sink<Message> + Unpin>(tx: &mut Tx, timeout: Duration, text: Utf8Bytes) -> bool {
     matches!(
         tokio::time::timeout(timeout, tx.feed(Message::Text(text))).await,
