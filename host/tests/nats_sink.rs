@@ -4,7 +4,6 @@
 //! parallel on one server.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -28,14 +27,8 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Option<Fixture> {
-        static N: AtomicU32 = AtomicU32::new(0);
         let url = services::service_url("TRIBUTARY_TEST_NATS_URL")?;
-        let unique = format!(
-            "{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            chrono::Utc::now().timestamp_micros() % 1_000_000
-        );
+        let unique = services::unique_suffix();
         let mut config = NatsSinkConfig::new(url.clone());
         config.stream = format!("T_{unique}");
         config.subject_prefix = format!("t{unique}.events");

@@ -498,15 +498,8 @@ struct PgSchema {
 impl PgSchema {
     fn new() -> Option<PgSchema> {
         use sqlx::Connection;
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
         let url = services::service_url("TRIBUTARY_TEST_POSTGRES_URL")?;
-        let name = format!(
-            "t_unit_{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            chrono::Utc::now().timestamp_micros() % 1_000_000
-        );
+        let name = format!("t_unit_{}", services::unique_suffix());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

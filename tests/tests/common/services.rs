@@ -1,6 +1,23 @@
 //! Services (databases, NATS) for the tests that need them, one policy for every test crate (the
 //! connector suites include this file with `#[path]`).
 
+/// A suffix no other test name of this run or of an earlier one has (process id, a
+/// counter, the clock's nanoseconds), for schemas, streams and databases on a shared
+/// server, so tests run in parallel and re-run without colliding.
+#[allow(dead_code)] // not every crate that includes this file names things
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The URL of a service for the tests that need it.
 ///
 /// The variable (`.ci/run` sets it) wins; without it the conventional local URL is used.

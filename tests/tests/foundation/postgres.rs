@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use sqlx::Connection;
 use tributary_internal_db::sample::SampleSpec;
 
-use crate::common::services::service_url;
+use crate::common::services::{service_url, unique_suffix};
 use crate::common::Scratch;
 use crate::deletions::{rt, Source};
 
@@ -21,11 +21,7 @@ pub struct Schema {
 impl Schema {
     pub fn new(test: &str) -> Option<Schema> {
         let url = service_url("TRIBUTARY_TEST_POSTGRES_URL")?;
-        let name = format!(
-            "t_{test}_{}_{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_micros() % 1_000_000_000
-        );
+        let name = format!("t_{test}_{}", unique_suffix());
         Some(Schema { url, name })
     }
 

@@ -5,7 +5,6 @@
 //! prefix of its own, deleted at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -35,14 +34,8 @@ impl Drop for Stream {
 impl Stream {
     /// `None` when the NATS tests are skipped on purpose (`TRIBUTARY_SKIP_SERVICES`).
     fn new() -> Option<Stream> {
-        static N: AtomicU32 = AtomicU32::new(0);
         let url = services::service_url("TRIBUTARY_TEST_NATS_URL")?;
-        let unique = format!(
-            "{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            chrono::Utc::now().timestamp_micros() % 1_000_000
-        );
+        let unique = services::unique_suffix();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -187,10 +180,7 @@ fn jetstream_holds_every_committed_change_once_across_a_kill_9_and_a_restart() {
         touch(&db, id);
     }
     // One full cycle that began after the last change.
-    let quiet = chrono::Utc::now();
-    watch.wait_cycles_after(quiet, Duration::from_secs(60));
-    let after_one = chrono::Utc::now();
-    watch.wait_cycles_after(after_one, Duration::from_secs(60));
+    watch.wait_full_cycle(Duration::from_secs(60));
     let (code, _) = watch.interrupt();
     assert_eq!(code, Some(0));
 

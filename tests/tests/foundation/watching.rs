@@ -103,6 +103,15 @@ impl Watch {
         );
     }
 
+    /// Waits until every source has completed a whole cycle that began after this call:
+    /// the first completion may belong to a cycle already running, the second cannot.
+    pub fn wait_full_cycle(&self, timeout: Duration) {
+        let now = chrono::Utc::now();
+        self.wait_cycles_after(now, timeout);
+        let after_one = chrono::Utc::now();
+        self.wait_cycles_after(after_one, timeout);
+    }
+
     /// The value of one metric sample of `GET /metrics` (`name{labels}` exactly as
     /// printed), 0 when absent.
     pub fn metric(&self, sample: &str) -> f64 {
